@@ -1,0 +1,3 @@
+from schemahub.cli.main import main
+
+main()

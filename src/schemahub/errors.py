@@ -1,0 +1,153 @@
+"""The one error tree of SchemaHub.
+
+Every failure that crosses a module boundary is one of these. Lower-level errors
+(httpx, OSError, JSON decoding, pydantic validation) are translated exactly once,
+at the boundary that sees them, so callers only ever handle ``SchemahubError``.
+
+::
+
+    SchemahubError
+    ├── ConfigError                     bad flag, setting or identifier (exit 2)
+    │   ├── UnknownExchange
+    │   └── InvalidIdentifier
+    ├── ExchangeError                   anything the exchange (or the way to it) did
+    │   ├── RateLimited          [T]    429; carries retry_after
+    │   ├── ExchangeUnavailable  [T]    5xx
+    │   ├── ExchangeTimeout      [T]    connect/read timeout, hung request
+    │   ├── ExchangeConnectionError [T] refused, reset, truncated body
+    │   ├── MalformedResponse    [T]    body that is not what the API promises
+    │   ├── ExchangeRejected            other 4xx: our request is wrong, retrying won't help
+    │   └── CircuitOpen                 too many consecutive failures: wait for a probe, or stop
+    ├── StateError                      lake state that cannot be trusted
+    │   ├── CorruptState                unreadable checkpoint, lease, gap log or raw header
+    │   └── CommitConflict              compare-and-swap lost against another writer
+    ├── StorageError                    the storage backend failed
+    └── LockError
+        ├── LockHeld                    someone else holds the lease (exit 3)
+        └── LockLost                    our lease expired or was taken over
+
+``[T]`` marks ``Transient`` errors: the retry policy retries those and nothing else.
+"""
+
+from __future__ import annotations
+
+
+class SchemahubError(Exception):
+    """Base class of every error SchemaHub raises on purpose."""
+
+    exit_code = 1
+
+
+class Transient:
+    """Marker mixin: the operation may succeed if repeated after a pause."""
+
+
+class ConfigError(SchemahubError):
+    """A flag, environment variable or identifier is invalid."""
+
+    exit_code = 2
+
+
+class UnknownExchange(ConfigError):
+    """The exchange name is not registered."""
+
+
+class InvalidIdentifier(ConfigError):
+    """An exchange or symbol does not match its strict pattern (it would become a path)."""
+
+
+class ExchangeError(SchemahubError):
+    """Base for failures talking to an exchange; carries where it happened."""
+
+    def __init__(self, message: str, *, exchange: str, url: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.exchange = exchange
+        self.url = url
+        self.status = status
+
+
+class RateLimited(Transient, ExchangeError):
+    """HTTP 429 (or the exchange's equivalent)."""
+
+    def __init__(self, message: str, *, exchange: str, url: str | None = None,
+                 status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, exchange=exchange, url=url, status=status)
+        self.retry_after = retry_after
+
+
+class ExchangeUnavailable(Transient, ExchangeError):
+    """HTTP 5xx: the exchange failed; the request may succeed later."""
+
+
+class ExchangeTimeout(Transient, ExchangeError):
+    """No (complete) answer in time."""
+
+
+class ExchangeConnectionError(Transient, ExchangeError):
+    """The connection failed: refused, reset, or closed mid-body."""
+
+
+class MalformedResponse(Transient, ExchangeError):
+    """The body is not valid JSON or not the documented shape (often a truncated body)."""
+
+
+class ExchangeRejected(ExchangeError):
+    """HTTP 4xx other than rate limiting: the request itself is wrong."""
+
+
+class CircuitOpen(ExchangeError):
+    """The circuit breaker for this exchange is open; calls fail without touching the network.
+
+    ``dead`` means the breaker gave up on the exchange (recovery probes failed too): the
+    run must stop. Otherwise ``retry_in`` says when the next probe is allowed.
+    """
+
+    def __init__(self, message: str, *, exchange: str, dead: bool, retry_in: float) -> None:
+        super().__init__(message, exchange=exchange)
+        self.dead = dead
+        self.retry_in = retry_in
+
+
+class StateError(SchemahubError):
+    """Base for lake state problems."""
+
+
+class CorruptState(StateError):
+    """A state file (checkpoint, lease, gap log, raw header) cannot be read or parsed."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CommitConflict(StateError):
+    """A compare-and-swap write lost: another writer changed the object first."""
+
+
+class StorageError(SchemahubError):
+    """The storage backend failed (I/O error, permission, missing bucket)."""
+
+
+class LockError(SchemahubError):
+    """Base for lease problems."""
+
+
+class LockHeld(LockError):
+    """The lease is held by another live owner (exit status 3: "someone else is on it")."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, name: str, owner: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.owner = owner
+
+
+class LockLost(LockError):
+    """Our lease expired or was taken over; we must stop writing under it."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the failed operation can help."""
+    return isinstance(exc, Transient)

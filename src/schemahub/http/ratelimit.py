@@ -1,0 +1,99 @@
+"""Client-side token bucket shared by every thread that talks to one exchange.
+
+It is a *reservation* bucket: ``reserve()`` takes a token immediately (the balance may go
+negative) and returns how long the caller must wait before using it. Waiting happens
+outside the lock, so N threads queue in FIFO order at exactly ``rate`` requests/s
+instead of waking up together and racing for the next token.
+
+``pause()`` drains the bucket and refuses new tokens until a deadline: when the exchange
+answers 429, every thread of that exchange backs off, not just the one that was told.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A documented request budget: ``rate`` requests/s sustained, bursts up to ``burst``."""
+
+    rate: float
+    burst: int
+
+    def client_bucket(self, headroom: int) -> tuple[float, int]:
+        """Rate and capacity for our own bucket, leaving ``headroom`` of the server's burst.
+
+        The exchange's bucket and ours refill at the same rate but are sampled at
+        slightly different instants (network jitter). Running ours with a smaller burst
+        keeps a cushion of tokens on the server side, so jitter never turns into a 429.
+        """
+        return self.rate, max(1, self.burst - headroom)
+
+
+class TokenBucket:
+    """Thread-safe reservation token bucket. ``rate=None`` means unlimited."""
+
+    def __init__(self, rate: float | None, capacity: int,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive (or None for no limit)")
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(capacity)
+        self._updated = clock()
+
+    def reserve(self) -> float:
+        """Take one token; return the seconds to wait before it may be used."""
+        with self._lock:
+            now = self._clock()
+            if self.rate is None:
+                return max(0.0, self._updated - now)
+            self._refill(now)
+            self._tokens -= 1.0
+            ready_at = max(self._updated, now) + max(0.0, -self._tokens) / self.rate
+            return ready_at - now
+
+    def try_take(self) -> bool:
+        """Take a token only if one is available now (the server side of a rate limit)."""
+        with self._lock:
+            now = self._clock()
+            if self.rate is None:
+                return True
+            self._refill(now)
+            if self._tokens >= 1.0 and now >= self._updated:
+                self._tokens -= 1.0
+                return True
+            return False
+
+    def acquire(self) -> float:
+        """Block until a token is ours; return the seconds spent waiting."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return max(0.0, wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hand out no token for ``seconds`` and start refilling from empty afterwards."""
+        with self._lock:
+            now = self._clock()
+            until = now + seconds
+            if self.rate is not None:
+                self._refill(now)
+                self._tokens = min(self._tokens, 0.0)
+            self._updated = max(self._updated, until)
+
+    def _refill(self, now: float) -> None:
+        assert self.rate is not None
+        if now > self._updated:
+            self._tokens = min(float(self.capacity), self._tokens + (now - self._updated) * self.rate)
+            self._updated = now

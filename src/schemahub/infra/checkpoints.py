@@ -1,0 +1,136 @@
+"""Per-product ingest state: the watermark checkpoint and the gap log.
+
+Both are small JSON objects replaced by compare-and-swap (``Storage.replace_if``), so a
+stale writer can neither move a watermark backwards nor overwrite another writer's
+progress: it gets ``CommitConflict`` instead.
+
+* ``state/checkpoints/<exchange>/<symbol>.json`` - the last trade id up to which every
+  trade is in durable raw files (and that trade's time).
+* ``state/gaps/<exchange>/<symbol>.json`` - ids the exchange skipped. It is written
+  *before* the checkpoint that covers them, so the watermark never passes an
+  unrecorded gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from schemahub.errors import CommitConflict, CorruptState
+from schemahub.identifiers import exchange_name, symbol
+from schemahub.infra.storage import Storage
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Checkpoint(_Model):
+    format: str = "schemahub.checkpoint/v1"
+    exchange: str
+    symbol: str
+    start_after_id: int
+    """Ingestion of this product began after this id (the cold start); it never changes."""
+    last_trade_id: int
+    """Every trade with an id in (start_after_id, last_trade_id] is in raw files or the gap log."""
+    last_trade_time: datetime | None
+    updated_at: datetime
+    run_id: str
+    lease_token: int
+
+
+class Gap(_Model):
+    first_id: int
+    last_id: int
+    detected_at: datetime
+    run_id: str
+
+
+class GapLog(_Model):
+    format: str = "schemahub.gaps/v1"
+    exchange: str
+    symbol: str
+    gaps: list[Gap]
+
+
+@dataclass(frozen=True)
+class Stored(Generic[M]):
+    value: M
+    version: str
+
+
+def checkpoint_key(exchange: str, sym: str) -> str:
+    return f"state/checkpoints/{exchange_name(exchange)}/{symbol(sym)}.json"
+
+
+def gap_log_key(exchange: str, sym: str) -> str:
+    return f"state/gaps/{exchange_name(exchange)}/{symbol(sym)}.json"
+
+
+def _load(storage: Storage, key: str, model: type[M], what: str, recovery: str) -> Stored[M] | None:
+    found = storage.read_versioned(key)
+    if found is None:
+        return None
+    try:
+        value = model.model_validate(orjson.loads(found.data))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0]
+        where = storage.url_for(key)
+        raise CorruptState(f"{what} {where} is corrupt ({reason}). {recovery}", path=where) from exc
+    return Stored(value, found.version)
+
+
+def _save(storage: Storage, key: str, value: BaseModel, previous: Stored[M] | None) -> str:
+    return storage.replace_if(key, orjson.dumps(value.model_dump(mode="json"), option=orjson.OPT_INDENT_2),
+                              None if previous is None else previous.version)
+
+
+class CheckpointStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def load(self, exchange: str, sym: str) -> Stored[Checkpoint] | None:
+        key = checkpoint_key(exchange, sym)
+        return _load(self.storage, key, Checkpoint, "checkpoint",
+                     "To recover, run `schemahub checkpoints rebuild --exchange "
+                     f"{exchange} --products {sym}` (derives the watermark from the raw files), "
+                     "or move the file aside and re-run ingest with --since.")
+
+    def commit(self, new: Checkpoint, previous: Stored[Checkpoint] | None) -> Stored[Checkpoint]:
+        """Replace ``previous`` with ``new``; refuse to go backwards or over someone else's write."""
+        if previous is not None and new.last_trade_id < previous.value.last_trade_id:
+            raise CommitConflict(
+                f"refusing to move the {new.exchange} {new.symbol} watermark backwards "
+                f"({previous.value.last_trade_id} -> {new.last_trade_id})")
+        key = checkpoint_key(new.exchange, new.symbol)
+        return Stored(new, _save(self.storage, key, new, previous))
+
+
+class GapLogStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def load(self, exchange: str, sym: str) -> Stored[GapLog] | None:
+        return _load(self.storage, gap_log_key(exchange, sym), GapLog, "gap log",
+                     "Move it aside; the next ingest of an already-covered range cannot "
+                     "re-detect old gaps, so restore it from a backup if you need them.")
+
+    def add(self, exchange: str, sym: str, ranges: list[tuple[int, int]], *, run_id: str,
+            detected_at: datetime) -> None:
+        """Record skipped id ranges (idempotent: ranges already logged are not repeated)."""
+        previous = self.load(exchange, sym)
+        gaps = list(previous.value.gaps) if previous else []
+        known = {(g.first_id, g.last_id) for g in gaps}
+        fresh = [Gap(first_id=a, last_id=b, detected_at=detected_at, run_id=run_id)
+                 for a, b in ranges if (a, b) not in known]
+        if not fresh:
+            return
+        log = GapLog(exchange=exchange, symbol=sym,
+                     gaps=sorted(gaps + fresh, key=lambda g: g.first_id))
+        _save(self.storage, gap_log_key(exchange, sym), log, previous)

@@ -1,0 +1,113 @@
+"""Chunk planning, watermark contiguity and time -> id search. Pure: no I/O, no clock.
+
+Forward ingestion from a watermark W relies on dense per-product trade ids: chunk k
+covers ids (W + size*k, W + size*(k+1)] and the last chunk ends at the head observed
+when the run started. Chunks are fetched concurrently and complete in any order; the
+watermark advances only over the contiguous prefix of completed chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from schemahub.sources.base import TradeRef
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True, order=True)
+class Chunk:
+    """The id range (lo, hi]."""
+
+    lo: int
+    hi: int
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+def plan_chunks(watermark: int, head: int, size: int) -> Iterator[Chunk]:
+    """Chunks covering (watermark, head], lazily (a backfill may have millions)."""
+    if size < 1:
+        raise ValueError("chunk size must be positive")
+    lo = watermark
+    while lo < head:
+        hi = min(lo + size, head)
+        yield Chunk(lo, hi)
+        lo = hi
+
+
+def count_chunks(watermark: int, head: int, size: int) -> int:
+    return max(0, -(-(head - watermark) // size))
+
+
+class Contiguity(Generic[P]):
+    """Completed chunks in, contiguous prefix out.
+
+    ``complete`` accepts chunks in any order (with a payload, e.g. what was written);
+    ``advance`` pops the chunks that now extend the watermark without a hole, in order.
+    """
+
+    def __init__(self, watermark: int) -> None:
+        self.watermark = watermark
+        self._done: dict[int, tuple[Chunk, P]] = {}
+
+    def complete(self, chunk: Chunk, payload: P) -> None:
+        if chunk.lo < self.watermark or chunk.lo in self._done:
+            raise ValueError(f"chunk {chunk} completed twice or below the watermark {self.watermark}")
+        self._done[chunk.lo] = (chunk, payload)
+
+    def advance(self) -> list[tuple[Chunk, P]]:
+        ready = []
+        while self.watermark in self._done:
+            chunk, payload = self._done.pop(self.watermark)
+            ready.append((chunk, payload))
+            self.watermark = chunk.hi
+        return ready
+
+    @property
+    def pending(self) -> int:
+        """Completed chunks waiting for an earlier one."""
+        return len(self._done)
+
+
+def first_id_at_or_after(window: Callable[[int], list[TradeRef]], head: TradeRef, target_us: int) -> int:
+    """The smallest trade id whose time is >= ``target_us`` (``head.trade_id + 1`` if none).
+
+    ``window(i)`` returns, ascending, the trades with ids <= i that one page holds. Trade
+    times never decrease with the id, so a binary search over pages finds the answer
+    in about log2(head / page) requests; the final page pins it down exactly.
+    """
+    if head.time_us < target_us:
+        return head.trade_id + 1
+    lo, hi = 0, head.trade_id  # invariant: ids <= lo are before target; id hi is at/after it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        refs = window(mid)
+        if not refs:
+            lo = mid  # nothing at or below mid exists
+            continue
+        if refs[-1].time_us < target_us:
+            lo = mid  # everything up to mid is earlier (ids between refs[-1] and mid do not exist)
+            continue
+        first = next(r.trade_id for r in refs if r.time_us >= target_us)
+        if first > refs[0].trade_id:
+            return first  # the page holds both sides of the boundary
+        hi = first  # the whole page is at/after target: look further back
+    return hi
+
+
+def default_concurrency(rate: float | None, latency_s: float, products: int) -> tuple[int, int]:
+    """(workers, chunk_concurrency) sized by Little's law.
+
+    To keep ``rate`` requests/s flowing when each takes ``latency_s``, L = rate x latency
+    requests must be in flight; we allow twice that so latency spikes and slow pages do
+    not starve the limiter. One product alone can then saturate the limit, and up to four
+    products share it. Without a limit the client's CPU is the bound: 8 per product.
+    """
+    in_flight = max(2, math.ceil(2 * rate * latency_s)) if rate else 8
+    return max(1, min(products, 4)), in_flight

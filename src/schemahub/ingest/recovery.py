@@ -1,0 +1,62 @@
+"""Re-derive a product's checkpoint from its raw files (after a checkpoint was lost or corrupted).
+
+Every raw file's header says which id range it covers. Starting at the lowest covered id,
+the watermark extends over the union of coverages for as long as it has no hole; that
+is the same watermark ingestion would have committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from schemahub.errors import CorruptState
+from schemahub.infra.checkpoints import Checkpoint, checkpoint_key
+from schemahub.infra.storage import Storage
+from schemahub.raw import files
+from schemahub.raw.layout import parse_key, product_prefix
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    checkpoint: Checkpoint | None
+    files: int
+    unreadable: list[str]
+    """Raw files whose header could not be read (they do not count as coverage)."""
+
+
+def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str) -> Rebuilt:
+    headers: list[files.RawHeader] = []
+    unreadable: list[str] = []
+    for info in storage.list(product_prefix(exchange, symbol)):
+        if parse_key(info.key) is None:
+            continue
+        data = storage.read(info.key)
+        try:
+            headers.append(files.read_header(data or b"", storage.url_for(info.key)))
+        except CorruptState:
+            unreadable.append(info.key)
+    if not headers:
+        return Rebuilt(None, 0, unreadable)
+    headers.sort(key=lambda h: (h.covers_after_id, h.covers_through_id))
+    start = headers[0].covers_after_id
+    watermark, last_time = start, None
+    for header in headers:
+        if header.covers_after_id > watermark:
+            break  # a hole: nothing beyond it is contiguous
+        if header.covers_through_id > watermark:
+            watermark = header.covers_through_id
+            last_time = header.last_trade_time
+    checkpoint = Checkpoint(exchange=exchange, symbol=symbol, start_after_id=start, last_trade_id=watermark,
+                            last_trade_time=last_time, updated_at=datetime.now(UTC), run_id=run_id,
+                            lease_token=0)
+    return Rebuilt(checkpoint, len(headers), unreadable)
+
+
+def write_checkpoint(storage: Storage, checkpoint: Checkpoint) -> str:
+    """Replace the checkpoint unconditionally (the caller holds the product's lease)."""
+    key = checkpoint_key(checkpoint.exchange, checkpoint.symbol)
+    storage.write(key, orjson.dumps(checkpoint.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+    return storage.url_for(key)

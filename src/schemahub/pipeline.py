@@ -1,0 +1,160 @@
+"""Wiring: settings -> connector, lake storage, locks -> the stages. The CLI calls only this.
+
+Every function here takes explicit settings and returns a typed result; none prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from schemahub.config import Settings
+from schemahub.errors import ConfigError, CorruptState
+from schemahub.http.client import ExchangeClient
+from schemahub.identifiers import symbol as valid_symbol
+from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
+from schemahub.infra.locks import LeaseKeeper, LocalLocks, LockBackend, new_owner_id
+from schemahub.infra.storage import LocalStorage, Storage, open_storage
+from schemahub.ingest import products as product_list
+from schemahub.ingest.engine import IngestOptions, Ingestor
+from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
+from schemahub.ingest.report import IngestReport, Progress
+from schemahub.sources.base import Product, TradeSource
+from schemahub.sources.registry import source_class
+
+log = logging.getLogger("schemahub.pipeline")
+
+
+@dataclass(frozen=True)
+class Lake:
+    storage: Storage
+    locks: LockBackend
+
+    def clear_orphans(self) -> None:
+        """Remove what writers killed mid-write left behind (local temp files)."""
+        if isinstance(self.storage, LocalStorage):
+            removed = self.storage.remove_orphaned_temp_files()
+            if removed:
+                log.info("removed %d temp files left by killed writers", removed)
+
+
+def open_lake(settings: Settings) -> Lake:
+    storage = open_storage(settings.lake)
+    if not isinstance(storage, LocalStorage):
+        raise ConfigError(f"no lock backend for lake {settings.lake}")
+    return Lake(storage, LocalLocks(Path(storage.root) / "state" / "locks"))
+
+
+@contextmanager
+def open_source(settings: Settings, exchange: str, *, rate: float | None = None, burst: int | None = None,
+                unlimited: bool = False, transport: httpx.BaseTransport | None = None
+                ) -> Iterator[TradeSource]:
+    cls = source_class(exchange)
+    config = settings.client_config(cls, rate=rate, burst=burst, unlimited=unlimited)
+    with ExchangeClient(exchange, config, transport=transport) as client:
+        yield cls(client)
+
+
+def choose_products(source: TradeSource, lake: Lake, requested: list[str] | None) -> list[Product]:
+    """``--products`` if given, else the lake's seed file; checked against the exchange's list.
+
+    Asking the exchange first also proves it is reachable before anything is written.
+    """
+    if requested:
+        return product_list.resolve(requested, source.list_products(), source.name)
+    seed = product_list.load_seed(lake.storage, source.name)
+    if seed is None or not seed.products:
+        raise ConfigError(f"no products to ingest: pass --products, or run "
+                          f"`schemahub update-seed --exchange {source.name}` first")
+    listed: dict[str, Product] = {p.symbol: p for p in source.list_products()}
+    chosen = []
+    for item in seed.products:
+        if item.symbol in listed:
+            chosen.append(listed[item.symbol])
+        else:
+            log.warning("%s no longer lists %s (in the seed file); skipping it - run update-seed",
+                        source.name, item.symbol)
+    return chosen
+
+
+def ingest(settings: Settings, exchange: str, requested: list[str] | None, options: IngestOptions, *,
+           dry_run: bool = False, rate: float | None = None, burst: int | None = None,
+           unlimited: bool = False, progress: Progress | None = None) -> IngestReport:
+    lake = open_lake(settings)
+    with open_source(settings, exchange, rate=rate, burst=burst, unlimited=unlimited) as source:
+        chosen = choose_products(source, lake, requested)
+        if not dry_run:
+            lake.clear_orphans()
+        ingestor = Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.lock_ttl, progress=progress)
+        if dry_run:
+            return ingestor.plan(chosen, options)
+        return ingestor.run(chosen, options)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    exchange: str
+    products: list[Product]
+    written_to: str | None
+
+
+def update_seed(settings: Settings, exchange: str, pattern: str | None, dry_run: bool) -> SeedResult:
+    product_list.compile_filter(pattern)  # a bad regex fails before any request
+    lake = open_lake(settings)
+    with open_source(settings, exchange) as source:
+        chosen = product_list.select_for_seed(source.list_products(), pattern)
+        if not chosen:
+            raise ConfigError(f"no tradable {exchange} product matches --filter {pattern!r}")
+        if dry_run:
+            return SeedResult(exchange, chosen, None)
+        product_list.save_seed(lake.storage, exchange, chosen, source.client.config.base_url, pattern)
+        return SeedResult(exchange, chosen, lake.storage.url_for(product_list.seed_key(exchange)))
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    key: str
+    checkpoint: Checkpoint | None
+    error: str | None
+
+
+def list_checkpoints(settings: Settings) -> list[CheckpointRow]:
+    """Every checkpoint in the lake; a corrupt one is listed with its error, not raised."""
+    lake = open_lake(settings)
+    store = CheckpointStore(lake.storage)
+    rows = []
+    for info in lake.storage.list("state/checkpoints/"):
+        exchange, _, name = info.key.removeprefix("state/checkpoints/").partition("/")
+        try:
+            stored = store.load(exchange, name.removesuffix(".json"))
+        except (CorruptState, ConfigError) as exc:
+            rows.append(CheckpointRow(info.key, None, str(exc)))
+            continue
+        rows.append(CheckpointRow(info.key, stored.value if stored else None, None))
+    return rows
+
+
+def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -> list[Rebuilt]:
+    """Re-derive checkpoints from raw files, each under the product's lease."""
+    source_class(exchange)
+    checked = [valid_symbol(s.strip().upper()) for s in symbols]
+    lake = open_lake(settings)
+    results = []
+    with LeaseKeeper(lake.locks, new_owner_id(), settings.lock_ttl) as keeper:
+        for sym in checked:
+            lease = keeper.acquire(f"ingest/{exchange}/{sym}")
+            try:
+                rebuilt = derive_checkpoint(lake.storage, exchange, sym, run_id="checkpoints-rebuild")
+                if rebuilt.checkpoint is not None:
+                    keeper.check(lease)
+                    write_checkpoint(lake.storage, rebuilt.checkpoint.model_copy(
+                        update={"lease_token": lease.token}))
+                results.append(rebuilt)
+            finally:
+                keeper.release(lease)
+    return results

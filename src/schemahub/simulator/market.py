@@ -1,0 +1,194 @@
+"""Deterministic, seeded trade streams: the simulator's ground truth.
+
+A product's stream is a pure function of (seed, product spec): the n-th trade always has
+the same id, time offset, price, size and side. Taker orders sweep 1-5 resting orders,
+so several trades share one microsecond; the price is a random walk on the product's
+tick; sizes are log-normal; now and then the exchange skips an id.
+
+Which trades *exist* depends on a clock: the stream is anchored so that ``history``
+trades lie in the past when the simulator starts, and the head grows as the clock
+moves (tests drive a ``ManualClock``; the CLI uses wall time).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import random
+import threading
+from array import array
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+IdFormat = Literal["number", "string", "mixed"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    symbol: str
+    start_price: float
+    price_decimals: int = 2
+    size_decimals: int = 8
+    mean_size: float = 0.05
+    trades_per_s: float = 5.0
+    history: int = 20_000
+    first_id: int = 1
+    gap_rate: float = 1e-4
+    """Probability that the exchange skips an id before a trade."""
+    id_format: IdFormat = "number"
+    status: str = "online"
+    trading_disabled: bool = False
+    cancel_only: bool = False
+
+    @property
+    def base(self) -> str:
+        return self.symbol.split("-")[0]
+
+    @property
+    def quote(self) -> str:
+        return self.symbol.split("-")[1]
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One simulated trade in exchange-neutral form."""
+
+    trade_id: int
+    time_us: int
+    price_units: int
+    size_units: int
+    taker_side: Literal["buy", "sell"]
+    price_decimals: int
+    size_decimals: int
+
+    @property
+    def price(self) -> str:
+        return _decimal(self.price_units, self.price_decimals)
+
+    @property
+    def size(self) -> str:
+        return _decimal(self.size_units, self.size_decimals)
+
+    @property
+    def maker_side(self) -> Literal["buy", "sell"]:
+        return "sell" if self.taker_side == "buy" else "buy"
+
+    @property
+    def iso_time(self) -> str:
+        return iso_time(self.time_us)
+
+
+def iso_time(time_us: int) -> str:
+    """ISO-8601 UTC with trailing zeros of the fraction trimmed: 0-6 fractional digits."""
+    seconds, micros = divmod(time_us, 1_000_000)
+    fraction = f"{micros:06d}".rstrip("0")
+    return f"{_second(seconds)}.{fraction}Z" if fraction else f"{_second(seconds)}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _decimal(units: int, decimals: int) -> str:
+    if decimals == 0:
+        return str(units)
+    text = str(units).rjust(decimals + 1, "0")
+    return f"{text[:-decimals]}.{text[-decimals:]}"
+
+
+class TradeStream:
+    """The trades of one product, generated lazily in blocks and cached (thread-safe)."""
+
+    _BLOCK = 4096
+
+    def __init__(self, spec: ProductSpec, seed: int) -> None:
+        self.spec = spec
+        digest = hashlib.sha256(f"{seed}:{spec.symbol}".encode()).digest()
+        self._rng = random.Random(int.from_bytes(digest[:8], "big"))
+        self._lock = threading.Lock()
+        self.ids = array("q")
+        self.offsets_us = array("q")  # time since the first trade
+        self._prices = array("q")
+        self._sizes = array("q")
+        self._sides = bytearray()  # 1 = taker bought
+        self._next_id = spec.first_id
+        self._offset = 0
+        self._price = round(spec.start_price * 10 ** spec.price_decimals)
+        self._fills_left = 0
+        self._order_side = 1
+
+    def ensure(self, count: int) -> None:
+        """Generate at least ``count`` trades."""
+        if len(self.ids) >= count:
+            return
+        with self._lock:
+            while len(self.ids) < count:
+                self._generate(self._BLOCK)
+
+    def ensure_offset(self, offset_us: int) -> None:
+        """Generate every trade with a time offset <= ``offset_us`` (and one beyond)."""
+        with self._lock:
+            while not self.offsets_us or self.offsets_us[-1] <= offset_us:
+                self._generate(self._BLOCK)
+
+    def _generate(self, n: int) -> None:
+        spec, rng = self.spec, self._rng
+        mean_gap_us = 1e6 / spec.trades_per_s
+        tick_sigma = max(1.0, self._price * 0.00005)
+        size_scale = spec.mean_size * 10 ** spec.size_decimals
+        for _ in range(n):
+            if self._fills_left == 0:  # a new taker order arrives
+                self._fills_left = min(5, 1 + int(rng.expovariate(1.2)))
+                self._order_side = 1 if rng.random() < 0.5 else 0
+                self._offset += int(rng.expovariate(1.0) * mean_gap_us * 1.6) + 1
+                self._price = max(1, self._price + round(rng.gauss(0, tick_sigma)))
+            else:  # the same order fills the next resting order: same microsecond
+                self._price = max(1, self._price + (1 if self._order_side else -1) * rng.randint(0, 1))
+            self._fills_left -= 1
+            if rng.random() < spec.gap_rate:
+                self._next_id += 1  # an id the exchange never publishes
+            self.ids.append(self._next_id)
+            self._next_id += 1
+            self.offsets_us.append(self._offset)
+            self._prices.append(self._price)
+            self._sizes.append(max(1, round(rng.lognormvariate(0, 1.0) * size_scale / 1.65)))
+            self._sides.append(self._order_side)
+
+    def trade(self, index: int, anchor_us: int) -> Trade:
+        spec = self.spec
+        return Trade(self.ids[index], anchor_us + self.offsets_us[index], self._prices[index],
+                     self._sizes[index], "buy" if self._sides[index] else "sell",
+                     spec.price_decimals, spec.size_decimals)
+
+
+class Market:
+    """A product's stream placed on a clock: what exists now, and slices of it by id."""
+
+    def __init__(self, spec: ProductSpec, seed: int, start_us: int) -> None:
+        self.spec = spec
+        self.stream = TradeStream(spec, seed)
+        self.stream.ensure(max(1, spec.history))
+        # Anchor so that exactly ``history`` trades are in the past at start_us.
+        last_offset = self.stream.offsets_us[spec.history - 1] if spec.history else -1
+        self.anchor_us = start_us - last_offset
+
+    def visible(self, now_us: int) -> int:
+        """How many trades exist at ``now_us``."""
+        offset = now_us - self.anchor_us
+        self.stream.ensure_offset(offset)
+        return bisect.bisect_right(self.stream.offsets_us, offset)
+
+    def index_below(self, trade_id: int, count: int) -> int:
+        """Index of the first trade with an id >= ``trade_id`` among the first ``count``."""
+        return bisect.bisect_left(self.stream.ids, trade_id, 0, count)
+
+    def trades(self, start: int, stop: int) -> list[Trade]:
+        return [self.stream.trade(i, self.anchor_us) for i in range(start, stop)]
+
+    def skipped_ids(self, count: int) -> list[int]:
+        ids = self.stream.ids
+        return [i for k in range(1, count) for i in range(ids[k - 1] + 1, ids[k])]

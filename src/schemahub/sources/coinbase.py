@@ -1,0 +1,140 @@
+"""Coinbase Exchange public REST API (``api.exchange.coinbase.com``).
+
+Facts this connector relies on (see ../shared/reference/exchange-apis.md, section 1):
+
+* ``GET /products/{id}/trades`` pages newest first, ``limit`` <= 1000; ``after=X`` returns
+  trades with ``trade_id < X``. ``CB-BEFORE``/``CB-AFTER`` carry the newest/oldest id.
+* ``trade_id`` is a per-product integer sequence, sent as a JSON number or (seen in real
+  recordings) a string. Ids are dense in practice; an id missing from a page that
+  reaches below it was skipped by the exchange.
+* ``side`` is the MAKER's side. We keep it verbatim here; the transform inverts it.
+* Public limit: 10 requests/s per IP, bursts of 15; 429 with ``{"message": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemahub.errors import InvalidIdentifier
+from schemahub.http.client import JsonResponse, RequestStats, shape_error
+from schemahub.http.ratelimit import RateLimit
+from schemahub.identifiers import symbol as valid_symbol
+from schemahub.sources.base import (
+    Page,
+    Product,
+    RangeFetch,
+    RawTrade,
+    RequestRecord,
+    TradeRef,
+    TradeSource,
+    iso_to_us,
+    parse_trade_id,
+)
+
+
+class Coinbase(TradeSource):
+    name = "coinbase"
+    default_base_url = "https://api.exchange.coinbase.com"
+    rate_limit = RateLimit(rate=10.0, burst=15)
+    limiter_headroom = 5
+    page_limit = 1000
+    typical_latency_s = 0.25
+    kept_headers = ("cb-before", "cb-after", "date", "content-type")
+
+    def list_products(self) -> list[Product]:
+        return self.client.fetch("/products", None, self._parse_products)
+
+    def newest(self, product: Product, stats: RequestStats | None = None) -> TradeRef | None:
+        page = self._page(product, {"limit": 1}, stats)
+        if not page.trades:
+            return None
+        trade = page.trades[0]
+        return TradeRef(trade.trade_id, self.trade_time_us(trade.record))
+
+    def fetch_range(self, product: Product, lo: int, hi: int,
+                    stats: RequestStats | None = None) -> RangeFetch:
+        result = RangeFetch(lo, hi, [])
+        found: dict[int, RawTrade] = {}
+        cursor = hi + 1
+        while True:
+            page = self._page(product, {"after": cursor, "limit": self.page_limit}, stats, below=cursor)
+            result.requests.append(page.request)
+            for trade in page.trades:
+                if trade.trade_id > lo:
+                    found[trade.trade_id] = trade
+            if len(page.trades) < self.page_limit:
+                break  # a short page means history starts here
+            oldest = min(t.trade_id for t in page.trades)
+            if oldest <= lo + 1:
+                break
+            cursor = oldest  # more than a page of ids in range: keep walking back
+        result.trades = [found[i] for i in sorted(found)]
+        return result
+
+    def window_at(self, product: Product, trade_id: int,
+                  stats: RequestStats | None = None) -> list[TradeRef]:
+        page = self._page(product, {"after": trade_id + 1, "limit": self.page_limit}, stats,
+                          below=trade_id + 1)
+        refs = [TradeRef(t.trade_id, self.trade_time_us(t.record)) for t in page.trades]
+        refs.sort(key=lambda r: r.trade_id)
+        return refs
+
+    def trade_time_us(self, record: Mapping[str, Any]) -> int:
+        return iso_to_us(record["time"])
+
+    def _page(self, product: Product, params: dict[str, str | int], stats: RequestStats | None,
+              below: int | None = None) -> Page:
+        def parse(response: JsonResponse) -> Page:
+            return Page(self._parse_trades(response, below),
+                        RequestRecord.of(response, self.kept_headers))
+
+        return self.client.fetch(f"/products/{product.native_id}/trades", params, parse, stats)
+
+    def _parse_trades(self, response: JsonResponse, below: int | None) -> list[RawTrade]:
+        body = response.data
+        if not isinstance(body, list):
+            raise shape_error(response, self.name, f"expected a JSON array, got {type(body).__name__}")
+        trades = []
+        for record in body:
+            if not isinstance(record, dict):
+                raise shape_error(response, self.name, "a trade is not a JSON object")
+            trade_id = parse_trade_id(record.get("trade_id"))
+            if trade_id is None:
+                raise shape_error(response, self.name, f"bad trade_id {record.get('trade_id')!r}")
+            if below is not None and trade_id >= below:
+                raise shape_error(response, self.name, f"trade_id {trade_id} is not below the cursor {below}")
+            if not isinstance(record.get("time"), str):
+                raise shape_error(response, self.name, f"trade {trade_id} has no time string")
+            trades.append(RawTrade(trade_id, record))
+        self._check_times(response, trades)
+        return trades
+
+    def _check_times(self, response: JsonResponse, trades: list[RawTrade]) -> None:
+        """Parse the edge times now, so a garbled time fails (and is retried) at the fetch."""
+        for trade in (trades[:1] + trades[-1:]):
+            try:
+                self.trade_time_us(trade.record)
+            except ValueError as exc:
+                raise shape_error(response, self.name,
+                                  f"trade {trade.trade_id} has an unreadable time: {exc}") from exc
+
+    def _parse_products(self, response: JsonResponse) -> list[Product]:
+        body = response.data
+        if not isinstance(body, list):
+            raise shape_error(response, self.name, "expected a JSON array of products")
+        products = []
+        for item in body:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise shape_error(response, self.name, "a product has no string id")
+            native = item["id"]
+            try:
+                sym = valid_symbol(native.upper())
+            except InvalidIdentifier:
+                continue  # an id we could not store safely; it cannot be ingested anyway
+            status = str(item.get("status", ""))
+            tradable = (status == "online" and not item.get("trading_disabled", False)
+                        and not item.get("cancel_only", False))
+            products.append(Product(sym, native, status, tradable))
+        return products
+

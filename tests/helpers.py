@@ -1,0 +1,165 @@
+"""Test helpers: run ingest against a simulator, read the raw lake back, compare with ground truth."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemahub import pipeline
+from schemahub.config import Settings
+from schemahub.infra.checkpoints import Checkpoint, GapLog
+from schemahub.infra.storage import LocalStorage
+from schemahub.ingest.engine import IngestOptions
+from schemahub.ingest.report import IngestReport
+from schemahub.raw import files
+from schemahub.raw.layout import parse_key, product_prefix
+from schemahub.simulator.market import ProductSpec
+from schemahub.simulator.server import Simulator
+
+SIM_START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+EPOCH_2020_US = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
+
+TEST_PRODUCTS = (
+    ProductSpec("BTC-USD", 64_000.0, mean_size=0.02, trades_per_s=6.0, history=12_345,
+                first_id=700_000_001, gap_rate=0.002),
+    ProductSpec("SOL-USD", 150.0, price_decimals=3, size_decimals=6, mean_size=8.0, trades_per_s=3.0,
+                history=7_500, first_id=90_000_001, id_format="mixed", gap_rate=0.001),
+    ProductSpec("BTC-USDT", 64_010.0, mean_size=0.01, trades_per_s=1.0, history=4_200,
+                first_id=18_500_001, id_format="string", gap_rate=0.0),
+    ProductSpec("OLD-USD", 1.0, trades_per_s=0.1, history=50, status="delisted", trading_disabled=True),
+)
+
+# Short timeouts and backoffs: a test of failure paths should take seconds, not minutes.
+FAST_ENV = {
+    "SCHEMAHUB_RETRY_BASE": "0.02",
+    "SCHEMAHUB_RETRY_CAP": "0.2",
+    "SCHEMAHUB_BREAKER_COOLDOWN": "0.1",
+    "SCHEMAHUB_HTTP_READ_TIMEOUT": "2",
+    "SCHEMAHUB_HTTP_CONNECT_TIMEOUT": "1",
+    "SCHEMAHUB_LOCK_TTL": "5",
+    "SCHEMAHUB_RATE_LIMIT_PAUSE": "0.1",
+}
+
+
+def settings(lake: Path, sim: Simulator | None, **env: str) -> Settings:
+    url = sim.url if sim is not None else "http://127.0.0.1:9"
+    return Settings.load(str(lake), env={**FAST_ENV, "SCHEMAHUB_COINBASE_URL": url, **env})
+
+
+def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_us: int = EPOCH_2020_US,
+           rate: float = 1000.0, burst: int = 50, workers: int = 3, chunks: int = 4,
+           **env: str) -> IngestReport:
+    options = IngestOptions(since_us=since_us, workers=workers, chunk_concurrency=chunks,
+                            commit_interval_s=0.05)
+    return pipeline.ingest(settings(lake, sim, **env), "coinbase", list(products) if products else None,
+                           options, rate=rate, burst=burst)
+
+
+def cli_env(sim: Simulator | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMAHUB_")}
+    env.update(FAST_ENV)
+    env["SCHEMAHUB_COINBASE_URL"] = sim.url if sim is not None else "http://127.0.0.1:9"
+    env.update(extra)
+    return env
+
+
+def cli_args(*args: str) -> list[str]:
+    return [sys.executable, "-m", "schemahub", "--log-format", "json", *args]
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli_args(*args), env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+# -- reading the lake back -------------------------------------------------------------
+
+
+def raw_files(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple[str, files.RawHeader,
+                                                                                list[dict[str, Any]]]]:
+    storage = LocalStorage(lake)
+    out = []
+    for info in storage.list(product_prefix(exchange, symbol)):
+        assert parse_key(info.key) is not None, f"unexpected object in the raw layer: {info.key}"
+        data = storage.read(info.key)
+        assert data is not None
+        header, records = files.decode(data, info.key)
+        out.append((info.key, header, list(records)))
+    return out
+
+
+def raw_records(lake: Path, symbol: str) -> list[dict[str, Any]]:
+    """Every raw trade line of a product, in file order."""
+    return [record for _, _, records in raw_files(lake, symbol) for record in records]
+
+
+def checkpoint(lake: Path, symbol: str) -> Checkpoint:
+    data = (lake / "state" / "checkpoints" / "coinbase" / f"{symbol}.json").read_bytes()
+    return Checkpoint.model_validate(orjson.loads(data))
+
+
+def gap_ranges(lake: Path, symbol: str) -> list[tuple[int, int]]:
+    path = lake / "state" / "gaps" / "coinbase" / f"{symbol}.json"
+    if not path.exists():
+        return []
+    log = GapLog.model_validate(orjson.loads(path.read_bytes()))
+    return [(g.first_id, g.last_id) for g in log.gaps]
+
+
+def trade_id(record: dict[str, Any]) -> int:
+    return int(record["trade_id"])
+
+
+def truth_range(sim: Simulator, symbol: str, after_id: int, through_id: int) -> list[dict[str, Any]]:
+    return [t for t in sim.ground_truth(symbol) if after_id < trade_id(t) <= through_id]
+
+
+def skipped_ids(sim: Simulator, symbol: str, after_id: int, through_id: int) -> list[int]:
+    market = sim.market(symbol)
+    count = market.visible(sim.now_us())
+    return [i for i in market.skipped_ids(count) if after_id < i <= through_id]
+
+
+def expand(ranges: list[tuple[int, int]]) -> list[int]:
+    return [i for a, b in ranges for i in range(a, b + 1)]
+
+
+def assert_lake_matches_truth(lake: Path, sim: Simulator, symbol: str) -> Checkpoint:
+    """Raw lines == ground truth, verbatim, trade by trade; gaps == the simulator's skipped ids."""
+    cp = checkpoint(lake, symbol)
+    records = raw_records(lake, symbol)
+    ids = [trade_id(r) for r in records]
+    assert len(ids) == len(set(ids)), f"{symbol}: duplicate trade ids in the raw layer"
+    got = sorted(records, key=trade_id)
+    want = truth_range(sim, symbol, cp.start_after_id, cp.last_trade_id)
+    assert len(got) == len(want), f"{symbol}: {len(got)} raw trades, ground truth has {len(want)}"
+    for mine, theirs in zip(got, want, strict=True):
+        # Verbatim: same keys in the same order, same values, same JSON types.
+        assert orjson.dumps(mine) == orjson.dumps(theirs), f"{symbol}: raw {mine} != truth {theirs}"
+    assert expand(gap_ranges(lake, symbol)) == skipped_ids(sim, symbol, cp.start_after_id, cp.last_trade_id)
+    return cp
+
+
+class FakeClock:
+    """A monotonic clock for unit tests; ``sleep`` moves it instead of waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,0 +1,167 @@
+"""The command line as users run it: real processes, exit codes, messages, and what is (not) written."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemahub.simulator.server import Simulator
+from tests.helpers import assert_lake_matches_truth, checkpoint, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _nothing_written(lake: Path) -> bool:
+    return not lake.exists() or not any(lake.iterdir())
+
+
+def test_unknown_exchange(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    result = run_cli("ingest", "--exchange", "nope", "--products", "BTC-USD", "--lake", str(lake),
+                     env=cli_env(None))
+    assert result.returncode == 2
+    assert "unknown exchange 'nope'; known: coinbase" in result.stderr
+    assert _nothing_written(lake)
+
+
+@pytest.mark.parametrize("bad", ["../etc", "BTC/USD", "btc_usd", "BTC-USD-X", "BTC-", "-USD", "BTC USD",
+                                 "BTC-ÜSD", "BTC-USD;ls", "%2e%2e"])
+def test_malformed_product_ids_never_reach_a_path(tmp_path: Path, sim: Simulator, bad: str) -> None:
+    lake = tmp_path / "lake"
+    result = run_cli("ingest", "--products", bad, "--lake", str(lake), env=cli_env(sim))
+    assert result.returncode == 2, result.stderr
+    assert "invalid product id" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _nothing_written(lake)
+
+
+def test_unknown_but_well_formed_product(tmp_path: Path, sim: Simulator) -> None:
+    result = run_cli("ingest", "--products", "BTC-USF", "--lake", str(tmp_path / "lake"), env=cli_env(sim))
+    assert result.returncode == 2
+    assert "coinbase has no product 'BTC-USF' (did you mean BTC-USD" in result.stderr
+
+
+def test_unreachable_exchange_fails_fast_and_writes_nothing(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    started = time.monotonic()
+    result = run_cli("ingest", "--products", "BTC-USD", "--lake", str(lake),
+                     env=cli_env(None, SCHEMAHUB_COINBASE_URL="http://127.0.0.1:9"))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: coinbase: cannot reach http://127.0.0.1:9 (ConnectError:"), last
+    assert time.monotonic() - started < 20
+    assert _nothing_written(lake)
+
+
+def test_corrupt_checkpoint_names_the_file_and_the_recovery(tmp_path: Path, sim: Simulator) -> None:
+    lake = tmp_path / "lake"
+    first = run_cli("ingest", "--products", "BTC-USDT", "--since", "2020-01-01", "--rate", "1000",
+                    "--lake", str(lake), env=cli_env(sim))
+    assert first.returncode == 0, first.stderr
+    good = checkpoint(lake, "BTC-USDT")
+    path = lake / "state" / "checkpoints" / "coinbase" / "BTC-USDT.json"
+    path.write_text('{"exchange": "coinbase", "last_trade_id": ')  # a torn write by some other tool
+    raw_before = sorted(p.name for p in (lake / "raw").rglob("*.gz"))
+
+    result = run_cli("ingest", "--products", "BTC-USDT", "--lake", str(lake), env=cli_env(sim))
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "is corrupt" in result.stderr
+    assert "schemahub checkpoints rebuild --exchange coinbase --products BTC-USDT" in result.stderr
+    assert sorted(p.name for p in (lake / "raw").rglob("*.gz")) == raw_before
+
+    repaired = run_cli("checkpoints", "rebuild", "--products", "BTC-USDT", "--lake", str(lake),
+                       env=cli_env(sim))
+    assert repaired.returncode == 0, repaired.stderr
+    rebuilt = checkpoint(lake, "BTC-USDT")
+    assert (rebuilt.start_after_id, rebuilt.last_trade_id) == (good.start_after_id, good.last_trade_id)
+    assert rebuilt.last_trade_time == good.last_trade_time
+    again = run_cli("ingest", "--products", "BTC-USDT", "--lake", str(lake), env=cli_env(sim))
+    assert again.returncode == 0, again.stderr
+    assert_lake_matches_truth(lake, sim, "BTC-USDT")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--since", "yesterday"], "--since 'yesterday' is neither an ISO-8601 time"),
+    (["--since", "2999-01-01"], "is in the future"),
+    (["--products", ","], "--products is empty"),
+])
+def test_bad_flags(tmp_path: Path, args: list[str], message: str) -> None:
+    lake = tmp_path / "lake"
+    result = run_cli("ingest", *args, "--lake", str(lake), env=cli_env(None))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert _nothing_written(lake)
+
+
+def test_bad_environment_setting_is_named(tmp_path: Path, sim: Simulator) -> None:
+    result = run_cli("ingest", "--products", "BTC-USD", "--lake", str(tmp_path),
+                     env=cli_env(sim, SCHEMAHUB_RETRY_BASE="fast"))
+    assert result.returncode == 2
+    assert "SCHEMAHUB_RETRY_BASE='fast' is not a number" in result.stderr
+    bad_url = run_cli("ingest", "--products", "BTC-USD", "--lake", str(tmp_path),
+                      env=cli_env(sim, SCHEMAHUB_COINBASE_URL="ftp://x"))
+    assert bad_url.returncode == 2
+    assert "SCHEMAHUB_COINBASE_URL='ftp://x' must be an http:// or https:// URL" in bad_url.stderr
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, sim: Simulator) -> None:
+    lake = tmp_path / "lake"
+    result = run_cli("ingest", "--products", "BTC-USD,SOL-USD", "--since", "2020-01-01", "--dry-run",
+                     "--rate", "1000", "--json", "--lake", str(lake), env=cli_env(sim))
+    assert result.returncode == 0, result.stderr
+    plan = orjson.loads(result.stdout)
+    assert plan["dry_run"] is True
+    by_symbol = {p["symbol"]: p for p in plan["products"]}
+    btc = by_symbol["BTC-USD"]
+    assert btc["status"] == "planned"
+    assert btc["planned_requests"] == -(-(btc["head_id"] - btc["watermark_before"]) // 1000)
+    assert plan["estimated_seconds"] == pytest.approx(
+        sum(p["planned_requests"] for p in plan["products"]) / 1000.0)
+    assert _nothing_written(lake)
+
+
+def test_update_seed_then_ingest_uses_it(tmp_path: Path, sim: Simulator) -> None:
+    lake = tmp_path / "lake"
+    env = cli_env(sim)
+    dry = run_cli("update-seed", "--exchange", "coinbase", "--dry-run", "--lake", str(lake), env=env)
+    assert dry.returncode == 0 and "would write 3 coinbase products" in dry.stdout
+    assert "OLD-USD" not in dry.stdout  # delisted: not tradable
+    assert _nothing_written(lake)
+
+    seeded = run_cli("update-seed", "--exchange", "coinbase", "--filter", "-USD$", "--lake", str(lake),
+                     env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    seed = orjson.loads((lake / "state" / "seeds" / "coinbase.json").read_bytes())
+    assert [p["symbol"] for p in seed["products"]] == ["BTC-USD", "SOL-USD"]
+
+    ran = run_cli("ingest", "--since", "2020-01-01", "--rate", "1000", "--json", "--lake", str(lake), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert sorted(p["symbol"] for p in orjson.loads(ran.stdout)["products"]) == ["BTC-USD", "SOL-USD"]
+    for symbol in ("BTC-USD", "SOL-USD"):
+        assert_lake_matches_truth(lake, sim, symbol)
+
+    bad = run_cli("update-seed", "--filter", "([", "--lake", str(lake), env=env)
+    assert bad.returncode == 2 and "is not a valid regular expression" in bad.stderr
+
+
+def test_ingest_without_seed_or_products_explains_what_to_do(tmp_path: Path, sim: Simulator) -> None:
+    result = run_cli("ingest", "--lake", str(tmp_path / "lake"), env=cli_env(sim))
+    assert result.returncode == 2
+    assert "run `schemahub update-seed --exchange coinbase` first" in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    from typer.main import get_command
+
+    from schemahub.cli.main import app
+
+    group = get_command(app)
+    names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version"]
+    assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
+    for name in names:
+        result = run_cli(name, "--help", env=cli_env(None))
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout

@@ -1,0 +1,268 @@
+"""Lake infrastructure: storage semantics, raw file format and layout, checkpoints, leases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from schemahub.errors import CommitConflict, CorruptState, InvalidIdentifier, LockHeld, LockLost, StorageError
+from schemahub.identifiers import exchange_name, symbol
+from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore
+from schemahub.infra.locks import LeaseKeeper, LocalLocks
+from schemahub.infra.storage import LocalStorage, check_key
+from schemahub.raw import files
+from schemahub.raw.layout import RawKey, parse_key, product_prefix
+from schemahub.sources.base import RawTrade
+from tests.helpers import FakeClock
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+# -- identifiers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("good", ["BTC-USD", "BTC-USDT", "1INCH-EUR", "A-B"])
+def test_valid_symbols(good: str) -> None:
+    assert symbol(good) == good
+
+
+@pytest.mark.parametrize("bad", ["btc-usd", "BTC_USD", "BTC", "BTC-USD-X", "../x", "BTC-", "",
+                                 "B" * 21 + "-X"])
+def test_invalid_symbols(bad: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        symbol(bad)
+
+
+def test_exchange_names() -> None:
+    assert exchange_name("coinbase") == "coinbase"
+    for bad in ("Coinbase", "coin base", "../c", "c"):
+        with pytest.raises(InvalidIdentifier):
+            exchange_name(bad)
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+def test_create_is_create_only(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    assert storage.create("a/b.json", b"first")
+    assert not storage.create("a/b.json", b"second")
+    assert storage.read("a/b.json") == b"first"
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_replace_if_is_compare_and_swap(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    v1 = storage.replace_if("k.json", b"1", None)
+    with pytest.raises(CommitConflict):
+        storage.replace_if("k.json", b"x", None)  # expected it not to exist
+    v2 = storage.replace_if("k.json", b"2", v1)
+    with pytest.raises(CommitConflict):
+        storage.replace_if("k.json", b"3", v1)  # stale version
+    assert storage.read("k.json") == b"2" and storage.read_versioned("k.json").version == v2  # type: ignore[union-attr]
+
+
+def test_concurrent_compare_and_swap_has_exactly_one_winner(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    base = storage.replace_if("k.json", b"0", None)
+    outcomes: list[str] = []
+
+    def writer(n: int) -> None:
+        try:
+            storage.replace_if("k.json", str(n).encode(), base)
+            outcomes.append("won")
+        except CommitConflict:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost"] * 15 + ["won"]
+
+
+def test_list_is_sorted_recursive_and_honours_start_after(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    for key in ("p/d=1/a", "p/d=1/b", "p/d=2/a", "p/d=3/c", "q/x"):
+        storage.write(key, b"x")
+    assert [i.key for i in storage.list("p/")] == ["p/d=1/a", "p/d=1/b", "p/d=2/a", "p/d=3/c"]
+    assert [i.key for i in storage.list("p/", start_after="p/d=2")] == ["p/d=2/a", "p/d=3/c"]
+    assert [i.key for i in storage.list("p/d=1/", start_after="p/d=1/a")] == ["p/d=1/b"]
+    assert list(storage.list("missing/")) == []
+
+
+@pytest.mark.parametrize("key", ["../x", "/abs", "a//b", "a/../b", "a/.hidden", "a/b c", ""])
+def test_keys_cannot_escape_the_lake(key: str) -> None:
+    with pytest.raises(StorageError):
+        check_key(key)
+
+
+def test_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.write("a.json", b"x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+
+    orphan = tmp_path / ".tmp" / f"{socket.gethostname()}~{dead.stdout.strip()}~abc.tmp"
+    mine = tmp_path / ".tmp" / f"{socket.gethostname()}~{os.getpid()}~def.tmp"
+    orphan.write_bytes(b"half")
+    mine.write_bytes(b"in flight")
+    assert storage.remove_orphaned_temp_files() == 1
+    assert not orphan.exists() and mine.exists()
+
+
+# -- raw files -----------------------------------------------------------------------------
+
+
+def _header(**over: object) -> files.RawHeader:
+    fields: dict[str, object] = dict(
+        exchange="coinbase", symbol="BTC-USD", native_id="BTC-USD", covers_after_id=1000,
+        covers_through_id=2000, first_trade_id=1001, last_trade_id=1002, trade_count=2,
+        first_trade_time=NOW, last_trade_time=NOW, missing_ids=[(1003, 2000)], fetched_at=NOW,
+        requests=[], writer=files.WriterMeta(run_id="r", owner="o", lease_token=1))
+    fields.update(over)
+    return files.RawHeader.model_validate(fields)
+
+
+def test_raw_round_trip_keeps_records_verbatim_and_bytes_deterministic() -> None:
+    trades = [RawTrade(1001, {"trade_id": "1001", "side": "sell", "price": "1.10", "time": "t"}),
+              RawTrade(1002, {"trade_id": 1002, "side": "buy", "price": "1.20", "time": "t"})]
+    data = files.encode(_header(), trades)
+    assert data == files.encode(_header(), trades)  # gzip mtime=0: content decides the bytes
+    header, records = files.decode(data, "x")
+    assert header == _header()
+    assert list(records) == [t.record for t in trades]
+    assert files.read_header(data, "x") == header
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"not gzip", "not valid gzip"),
+    (__import__("gzip").compress(b'{"no header": 1}\n'), "no valid header"),
+])
+def test_corrupt_raw_files_name_themselves(data: bytes, message: str) -> None:
+    with pytest.raises(CorruptState, match=message) as info:
+        files.decode(data, "raw/x.jsonl.gz")
+    assert info.value.path == "raw/x.jsonl.gz"
+
+
+def test_raw_keys_are_a_function_of_content_and_parse_back() -> None:
+    key = RawKey("coinbase", symbol("BTC-USD"), date(2026, 11, 20), 1001, 1999)
+    text = key.key
+    assert text == ("raw/exchange=coinbase/symbol=BTC-USD/date=2026-11-20/"
+                    "coinbase-BTC-USD-00000000000000001001-00000000000000001999.jsonl.gz")
+    assert parse_key(text) == key
+    assert parse_key(text.replace("BTC-USD-0", "ETH-USD-0")) is None  # name must match its folder
+    assert parse_key("raw/exchange=coinbase/symbol=BTC-USD/other.json") is None
+    with pytest.raises(InvalidIdentifier):
+        product_prefix("coinbase", "../../etc")
+
+
+# -- checkpoints and gap log -----------------------------------------------------------------
+
+
+def _checkpoint(last: int) -> Checkpoint:
+    return Checkpoint(exchange="coinbase", symbol="BTC-USD", start_after_id=0, last_trade_id=last,
+                      last_trade_time=NOW, updated_at=NOW, run_id="r", lease_token=1)
+
+
+def test_checkpoint_commits_are_compare_and_swap_and_forward_only(tmp_path: Path) -> None:
+    store = CheckpointStore(LocalStorage(tmp_path))
+    first = store.commit(_checkpoint(100), None)
+    second = store.commit(_checkpoint(200), first)
+    with pytest.raises(CommitConflict, match="changed under us"):
+        store.commit(_checkpoint(300), first)  # a stale writer
+    with pytest.raises(CommitConflict, match="backwards"):
+        store.commit(_checkpoint(150), second)
+    loaded = store.load("coinbase", "BTC-USD")
+    assert loaded is not None and loaded.value.last_trade_id == 200
+
+
+def test_corrupt_checkpoint_says_which_file_and_how_to_recover(tmp_path: Path) -> None:
+    path = tmp_path / "state/checkpoints/coinbase/BTC-USD.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"exchange": "coinbase"}')
+    with pytest.raises(CorruptState) as info:
+        CheckpointStore(LocalStorage(tmp_path)).load("coinbase", "BTC-USD")
+    assert str(path) in str(info.value) and "checkpoints rebuild" in str(info.value)
+
+
+def test_gap_log_is_idempotent(tmp_path: Path) -> None:
+    store = GapLogStore(LocalStorage(tmp_path))
+    store.add("coinbase", "BTC-USD", [(5, 6)], run_id="a", detected_at=NOW)
+    store.add("coinbase", "BTC-USD", [(5, 6), (9, 9)], run_id="b", detected_at=NOW)
+    log = store.load("coinbase", "BTC-USD")
+    assert log is not None
+    assert [(g.first_id, g.last_id, g.run_id) for g in log.value.gaps] == [(5, 6, "a"), (9, 9, "b")]
+
+
+# -- leases --------------------------------------------------------------------------------
+
+
+def test_lease_is_exclusive_until_released_or_expired(tmp_path: Path) -> None:
+    clock = FakeClock(1_000_000.0)
+    locks = LocalLocks(tmp_path, clock=clock)
+    a = locks.acquire("ingest/coinbase/BTC-USD", "host:1:a", ttl=30)
+    with pytest.raises(LockHeld, match="held by host:1:a"):
+        locks.acquire("ingest/coinbase/BTC-USD", "host:2:b", ttl=30)
+    locks.release(a)
+    b = locks.acquire("ingest/coinbase/BTC-USD", "host:2:b", ttl=30)
+    assert b.token == a.token + 1  # fencing tokens only grow
+    clock.advance(31)  # b's holder stopped renewing
+    c = locks.acquire("ingest/coinbase/BTC-USD", "host:3:c", ttl=30)
+    assert c.token == b.token + 1
+    with pytest.raises(LockLost):
+        locks.renew(b, ttl=30)
+    locks.release(b)  # releasing a lost lease is harmless and does not free c's
+    with pytest.raises(LockHeld):
+        locks.acquire("ingest/coinbase/BTC-USD", "host:4:d", ttl=30)
+
+
+def test_a_dead_owner_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    locks = LocalLocks(tmp_path)
+    locks.acquire("run/x", f"{socket.gethostname()}:{dead}:zz", ttl=300)
+    lease = locks.acquire("run/x", "me:1:a", ttl=300)
+    assert lease.token == 2
+
+
+def test_keeper_renews_and_detects_loss(tmp_path: Path) -> None:
+    clock = FakeClock(1_000_000.0)
+    locks = LocalLocks(tmp_path, clock=clock)
+    keeper = LeaseKeeper(locks, "host:1:a", ttl=30, clock=clock)
+    lease = keeper.acquire("ingest/coinbase/ETH-USD")
+    keeper.check(lease)
+    clock.advance(26)  # heartbeat late: less than ttl/6 left
+    with pytest.raises(LockLost, match="about to expire"):
+        keeper.check(lease)
+    keeper.release(lease)
+    with pytest.raises(LockLost):
+        keeper.check(lease)
+
+
+def test_lock_names_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(InvalidIdentifier):
+        LocalLocks(tmp_path).acquire("ingest/../../etc", "o", ttl=1)
+
+
+@pytest.mark.parametrize("records", [
+    [{"trade_id": 1, "price": "1.5"}, {"trade_id": "2", "price": "2.5"}],
+    [{"a": "},{"}, {"b": 1}],  # a separator inside a string value
+    [{"a": [{"x": 1}, {"y": 2}]}, {"b": {"c": "}"}}],  # nested objects and lists
+    [{"only": "one"}],
+    [{}, {}, {"e": None}],
+    [{"u": 'caf\u00e9 "quoted" \\ back \n'}],
+])
+def test_json_lines_match_one_dump_per_record(records: list[dict[str, object]]) -> None:
+    import orjson
+
+    assert files.json_lines(records) == [orjson.dumps(r) for r in records]
