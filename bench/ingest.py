@@ -56,7 +56,8 @@ def seed_checkpoints(lake: Path) -> None:
                                 run_id="bench", lease_token=0), None)
 
 
-def run_ingest(url: str, lake: Path, *, unlimited: bool, chunks: int | None = None) -> tuple[int, float, dict]:
+def run_ingest(url: str, lake: Path, *, unlimited: bool,
+               chunks: int | None = None) -> tuple[int, float, dict[str, float]]:
     seed_checkpoints(lake)
     settings = Settings.load(str(lake), env={"SCHEMAHUB_COINBASE_URL": url})
     options = IngestOptions(workers=4, chunk_concurrency=chunks or 5)
@@ -119,11 +120,13 @@ def scenario_b(scale: float) -> dict[str, float]:
         proc.wait()
     ours, reference = trades / elapsed, ref_trades / ref_elapsed
     return {"trades": trades, "seconds": round(elapsed, 2), "trades_per_s": round(ours),
-            "reference_download_trades_per_s": round(reference), "ratio_to_reference": round(ours / reference, 3)}
+            "reference_download_trades_per_s": round(reference),
+            "ratio_to_reference": round(ours / reference, 3)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller streams (a smoke run, noisier)")
     parser.add_argument("--only", choices=["a", "b"], help="run one scenario")
     args = parser.parse_args()

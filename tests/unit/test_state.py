@@ -266,3 +266,10 @@ def test_json_lines_match_one_dump_per_record(records: list[dict[str, object]]) 
     import orjson
 
     assert files.json_lines(records) == [orjson.dumps(r) for r in records]
+
+
+def test_forgotten_leases_leave_no_record(tmp_path: Path) -> None:
+    locks = LocalLocks(tmp_path)
+    lease = locks.acquire("run/20261127-abc", "me:1:a", ttl=30)
+    locks.release(lease, forget=True)
+    assert locks.list() == []

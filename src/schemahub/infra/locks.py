@@ -63,8 +63,12 @@ class LockBackend(Protocol):
         """Extend our lease or raise ``LockLost``."""
         ...
 
-    def release(self, lease: Lease) -> None:
-        """Give the lease up (no error if it was already lost)."""
+    def release(self, lease: Lease, forget: bool = False) -> None:
+        """Give the lease up (no error if it was already lost).
+
+        ``forget`` drops the record entirely, for names never used again (a run's own id);
+        otherwise it stays, marked released, so the next holder's token keeps growing.
+        """
         ...
 
     def list(self) -> list[LeaseRecord]: ...
@@ -145,12 +149,14 @@ class LocalLocks:
             self._write(path, record)
             return Lease(lease.name, lease.owner, lease.token, record.expires_at)
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, forget: bool = False) -> None:
         path = self._path(lease.name)
         with self._guard(path) as current:
             if current is None or current.owner != lease.owner or current.token != lease.token:
                 return
-            # Keep the file (marked released) so the next holder's token keeps growing.
+            if forget:
+                path.unlink()
+                return
             self._write(path, current.model_copy(update={"released": True, "expires_at": self._clock()}))
 
     def list(self) -> list[LeaseRecord]:
@@ -200,10 +206,10 @@ class LeaseKeeper:
             self._lost.discard(name)
         return lease
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, forget: bool = False) -> None:
         with self._lock:
             self._held.pop(lease.name, None)
-        self.backend.release(lease)
+        self.backend.release(lease, forget=forget)
 
     def check(self, lease: Lease) -> None:
         with self._lock:

@@ -173,9 +173,8 @@ class Ingestor:
         report = IngestReport(self.run_id, self.exchange, datetime.now(UTC))
         self.load_checkpoints(products)
         with LeaseKeeper(self.locks, self.owner, self.lock_ttl) as keeper:
-            name = f"run/{options.job or self.run_id}"
             try:
-                keeper.acquire(name)
+                run_lease = keeper.acquire(f"run/{options.job or self.run_id}")
             except LockHeld as exc:
                 raise LockHeld(f"another run of job {options.job!r} is active ({exc}); exiting",
                                name=exc.name, owner=exc.owner) from None
@@ -189,6 +188,7 @@ class Ingestor:
                     self.stop()
                     log.warning("interrupted: finishing chunks in flight and committing them")
                 report.products = [f.result() for f in futures]
+            keeper.release(run_lease, forget=options.job is None)  # a run id is never reused
         report.finished_at = datetime.now(UTC)
         return report
 
