@@ -9,7 +9,8 @@ at the boundary that sees them, so callers only ever handle ``SchemahubError``.
     SchemahubError
     ├── ConfigError                     bad flag, setting or identifier (exit 2)
     │   ├── UnknownExchange
-    │   └── InvalidIdentifier
+    │   ├── InvalidIdentifier
+    │   └── MappingError                a YAML mapping that does not validate (file:line)
     ├── ExchangeError                   anything the exchange (or the way to it) did
     │   ├── RateLimited          [T]    429; carries retry_after
     │   ├── ExchangeUnavailable  [T]    5xx
@@ -54,6 +55,16 @@ class UnknownExchange(ConfigError):
 
 class InvalidIdentifier(ConfigError):
     """An exchange or symbol does not match its strict pattern (it would become a path)."""
+
+
+class MappingError(ConfigError):
+    """A YAML mapping is invalid; the message names the file and the line."""
+
+    def __init__(self, message: str, *, path: str, line: int | None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
 
 
 class ExchangeError(SchemahubError):

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,13 @@ from schemahub.ingest import products as product_list
 from schemahub.ingest.engine import IngestOptions, Ingestor
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress
+from schemahub.quality.checks import Checker, CheckOptions, CheckResult
+from schemahub.query.engine import QueryEngine
 from schemahub.sources.base import Product, TradeSource
 from schemahub.sources.registry import source_class
+from schemahub.table.delta import CompactResult, TradesTable
+from schemahub.table.delta import compact as compact_table
+from schemahub.transform.runner import Transformer, TransformOptions, TransformReport
 
 log = logging.getLogger("schemahub.pipeline")
 
@@ -158,3 +164,40 @@ def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -
             finally:
                 keeper.release(lease)
     return results
+
+
+TABLE_KEY = "table/trades"
+
+
+def trades_table(settings: Settings) -> TradesTable:
+    return TradesTable(open_lake(settings).storage.url_for(TABLE_KEY))
+
+
+def transform(settings: Settings, options: TransformOptions) -> TransformReport:
+    lake = open_lake(settings)
+    if not options.dry_run:
+        lake.clear_orphans()
+    return Transformer(lake.storage, trades_table(settings)).run(options)
+
+
+def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool, retain_hours: int,
+            dry_run_vacuum: bool) -> CompactResult:
+    delta = trades_table(settings).load()
+    if delta is None:
+        raise ConfigError("there is no table to compact yet: run `schemahub transform` first")
+    return compact_table(delta, target_size=target_size, zorder=zorder, vacuum=vacuum,
+                         retain_hours=retain_hours, dry_run_vacuum=dry_run_vacuum)
+
+
+def query_engine(settings: Settings, *, version: int | None = None,
+                 as_of: datetime | None = None) -> QueryEngine:
+    return QueryEngine(trades_table(settings), version=version, as_of=as_of)
+
+
+def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
+    lake = open_lake(settings)
+    engine = query_engine(settings)
+    try:
+        return Checker(lake.storage, trades_table(settings), engine).run(options)
+    finally:
+        engine.close()

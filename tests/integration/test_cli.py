@@ -156,10 +156,12 @@ def test_ingest_without_seed_or_products_explains_what_to_do(tmp_path: Path, sim
 def test_every_command_has_help() -> None:
     from typer.main import get_command
 
-    from schemahub.cli.main import app
+    import schemahub.cli.main  # noqa: F401 - registers every command
+    from schemahub.cli.app import app
 
     group = get_command(app)
-    names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version"]
+    names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version", "transform",
+             "compact", "query", "check"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     for name in names:
         result = run_cli(name, "--help", env=cli_env(None))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import orjson
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
 from schemahub.ingest.report import IngestReport, ProductReport, Status
+from schemahub.quality.checks import CheckResult
 from schemahub.sources.base import us_to_datetime
+from schemahub.transform.runner import TransformReport
 
 _STATUS_STYLE = {
     Status.OK: "green", Status.UP_TO_DATE: "green", Status.PLANNED: "cyan",
@@ -69,3 +75,75 @@ def print_ingest(report: IngestReport, console: Console) -> None:
         if p.error:
             style = "red" if p.status is Status.FAILED else "yellow"
             console.print(f"[{style}]{p.symbol}: {p.error}[/]")
+
+
+def print_transform(report: TransformReport, console: Console) -> None:
+    if not report.products and not report.errors:
+        console.print(f"nothing new to transform (table version {report.table_version_before})")
+        return
+    title = "transform plan (dry run: nothing written)" if report.dry_run else (
+        f"{'rebuild' if report.rebuild else 'transform'}: table version "
+        f"{report.table_version_before} -> {report.table_version_after}  ({report.elapsed_s:.2f}s)")
+    table = Table(title=title, title_justify="left")
+    for col in ("product", "raw files", "raw trades", "rows written", "duplicates dropped",
+                "quarantined", "cursor"):
+        table.add_column(col, justify="left" if col in ("product", "cursor") else "right")
+    for p in report.products:
+        cursor = "" if p.cursor_after is None else f"({p.cursor_after.from_id}, {p.cursor_after.through_id}]"
+        table.add_row(f"{p.exchange} {p.symbol}", f"{p.files:,}", f"{p.raw_trades:,}",
+                      "-" if report.dry_run else f"{p.rows_written:,}", f"{p.duplicates_dropped:,}",
+                      f"{p.quarantined:,}", cursor)
+    console.print(table)
+    if not report.dry_run and report.elapsed_s > 0:
+        console.print(f"{report.rows_written:,} rows in {report.elapsed_s:.2f}s "
+                      f"({report.raw_trades / report.elapsed_s:,.0f} raw trades/s)")
+    for record in report.quarantined:
+        console.print(f"[yellow]quarantined {record.key}: {record.reason}[/]")
+    for message in report.errors:
+        console.print(f"[red]{message}[/]")
+
+
+_CHECK_STYLE = {"ok": "green", "fail": "red", "skip": "yellow"}
+
+
+def print_checks(results: list[CheckResult], console: Console) -> None:
+    table = Table(title="data quality", title_justify="left")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("summary")
+    for r in results:
+        table.add_row(r.name, f"[{_CHECK_STYLE[r.status]}]{r.status}[/]", r.summary)
+    console.print(table)
+    for r in results:
+        if r.status == "fail":
+            for detail in r.details[:5]:
+                console.print(f"[red]{r.name}:[/] {detail}")
+
+
+def write_result(result: pa.Table, fmt: str, path: Path | None, console: Console, stdout: TextIO) -> None:
+    """A query result as a terminal table, CSV, JSON lines or Parquet."""
+    if fmt == "parquet":
+        assert path is not None
+        pq.write_table(result, path, compression="zstd")
+        console.print(f"wrote {result.num_rows:,} rows to {path}")
+        return
+    if fmt == "csv":
+        sink: Any = path if path is not None else pa.output_stream(stdout.buffer)
+        pa_csv.write_csv(result, sink)
+        return
+    if fmt == "json":
+        lines = b"".join(orjson.dumps(row, default=str) + b"\n" for row in result.to_pylist())
+        if path is not None:
+            path.write_bytes(lines)
+        else:
+            stdout.buffer.write(lines)
+            stdout.flush()
+        return
+    table = Table(*result.column_names)
+    shown = result.slice(0, 1000)
+    for row in shown.to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+    if result.num_rows > shown.num_rows:
+        console.print(f"({result.num_rows:,} rows; showing the first {shown.num_rows:,}: "
+                      "use --format and --output for all)")

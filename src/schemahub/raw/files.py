@@ -56,6 +56,8 @@ class RawHeader(_Model):
     exchange: str
     symbol: str
     native_id: str
+    endpoint: str = "trades"
+    """Which API the trades came from; selects the mapping (``<exchange>.<endpoint>.yaml``)."""
     covers_after_id: int
     """Coverage is (covers_after_id, covers_through_id]: every id in it the exchange has."""
     covers_through_id: int

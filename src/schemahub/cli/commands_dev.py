@@ -1,0 +1,64 @@
+"""Developer commands: the exchange simulator, and the version."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from schemahub import __version__
+from schemahub.cli.app import ExchangeOption, app, errors, out
+from schemahub.errors import ConfigError
+from schemahub.sources.registry import list_exchanges
+
+
+@app.command()
+@errors
+def simulate(
+    exchange: ExchangeOption = "coinbase",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8700,
+    seed: Annotated[int, typer.Option(help="Seed of the trade streams and the fault dice.")] = 42,
+    latency: Annotated[float, typer.Option(min=0, help="Added latency per request, seconds.")] = 0.0,
+    jitter: Annotated[float, typer.Option(min=0, help="Latency jitter (+/- seconds).")] = 0.0,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of 5xx answers.")] = 0.0,
+    hang_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests never answered.")] = 0.0,
+    truncate_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of truncated bodies.")] = 0.0,
+    reset_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of connection resets.")] = 0.0,
+    rate_limit: Annotated[bool, typer.Option(help="Enforce the per-IP token bucket.")] = True,
+    rate: Annotated[float, typer.Option(min=0.01, help="Server-side requests/s per IP.")] = 10.0,
+    burst: Annotated[int, typer.Option(min=1, help="Server-side burst per IP.")] = 15,
+    history_scale: Annotated[float, typer.Option(
+        min=0.001, help="Multiply every product's history (trades existing at start).")] = 1.0,
+) -> None:
+    """Serve a simulated exchange over HTTP until interrupted (prints its URL first)."""
+    from dataclasses import replace
+
+    from schemahub.simulator.server import DEFAULT_PRODUCTS, EXCHANGES, Faults, Simulator
+
+    if exchange not in EXCHANGES:
+        raise ConfigError(f"no simulator for {exchange!r}; available: {', '.join(EXCHANGES)}")
+    faults = Faults(latency_s=latency, latency_jitter_s=jitter, error_rate=error_rate, hang_rate=hang_rate,
+                    truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit, rate=rate,
+                    burst=burst)
+    specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in DEFAULT_PRODUCTS]
+    try:
+        sim = Simulator(exchange, specs, seed=seed, host=host, port=port, faults=faults)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with sim:
+        sys.stdout.write(f"simulator listening on {sim.url}\n")
+        sys.stdout.flush()
+        stop.wait()
+
+
+@app.command()
+def version() -> None:
+    """Print the version and the registered exchanges."""
+    out.print(f"schemahub {__version__} (exchanges: {', '.join(list_exchanges())})")

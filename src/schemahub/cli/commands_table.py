@@ -1,0 +1,157 @@
+"""Commands of the table stages: transform, compact, query, check."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from schemahub import pipeline
+from schemahub.cli import output
+from schemahub.cli.app import JsonOption, LakeOption, app, errors, out
+from schemahub.config import Settings
+from schemahub.errors import ConfigError
+from schemahub.quality.checks import CheckOptions
+from schemahub.query.engine import read_sql_file
+from schemahub.transform.runner import TransformOptions
+
+EXIT_NEEDS_ATTENTION = 4
+
+
+@app.command()
+@errors
+def transform(
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild the whole table from all raw files, replacing it in one commit.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report what would be read; write nothing.")] = False,
+    retry_quarantined: Annotated[bool, typer.Option(
+        "--retry-quarantined", help="Try quarantined raw files again (after repairing them).")] = False,
+    json_output: JsonOption = False,
+    lake: LakeOption = None,
+) -> None:
+    """Move committed raw trades into the unified Delta table, exactly once."""
+    options = TransformOptions(rebuild=rebuild, dry_run=dry_run, retry_quarantined=retry_quarantined)
+    report = pipeline.transform(Settings.load(lake), options)
+    if json_output:
+        output.print_json(report.to_dict())
+    else:
+        output.print_transform(report, out)
+    if report.needs_attention:
+        raise typer.Exit(EXIT_NEEDS_ATTENTION)
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?", text.strip(), re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"--target-size {text!r} is not a size like 256MB or 1GB")
+    unit = (match[2] or "B").upper().replace("I", "")
+    factor = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+    return int(float(match[1]) * factor)
+
+
+@app.command()
+@errors
+def compact(
+    target_size: Annotated[str, typer.Option(help="Target file size, e.g. 256MB.")] = "256MB",
+    zorder: Annotated[bool, typer.Option("--zorder", help="Z-order files by symbol, trade_ts.")] = False,
+    vacuum: Annotated[bool, typer.Option(
+        "--vacuum", help="Afterwards delete files no version within --retain-hours uses.")] = False,
+    vacuum_dry_run: Annotated[bool, typer.Option(
+        "--vacuum-dry-run", help="List the files a vacuum would delete.")] = False,
+    retain_hours: Annotated[int, typer.Option(
+        help="Keep files any version of the last N hours still reads (guard: at least 1).")] = 168,
+    lake: LakeOption = None,
+) -> None:
+    """Rewrite small table files into large ones in one atomic commit; vacuum on request."""
+    result = pipeline.compact(Settings.load(lake), target_size=parse_size(target_size), zorder=zorder,
+                              vacuum=vacuum, retain_hours=retain_hours, dry_run_vacuum=vacuum_dry_run)
+    out.print(f"compacted: version {result.version_before} -> {result.version_after}, "
+              f"{result.files_removed} files rewritten into {result.files_added}")
+    if vacuum or vacuum_dry_run:
+        verb = "would delete" if vacuum_dry_run and not vacuum else "deleted"
+        out.print(f"vacuum {verb} {len(result.vacuumed)} files older than {retain_hours}h")
+
+
+Format = Literal["table", "csv", "json", "parquet"]
+
+
+@app.command()
+@errors
+def query(
+    sql: Annotated[str | None, typer.Argument(help="SQL over the view `trades`.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the SQL from a file.")] = None,
+    format: Annotated[Format, typer.Option(
+        "--format", help="table, csv, json (lines) or parquet.")] = "table",
+    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    version: Annotated[int | None, typer.Option(help="Query an older table version.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        help="Query the version current at this ISO time (time travel).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="A named parameter for $name in the SQL: name=value (repeatable).")] = None,
+    lake: LakeOption = None,
+) -> None:
+    """Run SQL with DuckDB over the unified table (view `trades`)."""
+    if (sql is None) == (file is None):
+        raise ConfigError("give the SQL either as an argument or with --file")
+    text = sql if sql is not None else read_sql_file(str(file))
+    if format == "parquet" and output_file is None:
+        raise ConfigError("--format parquet needs --output FILE")
+    moment = _parse_time(as_of) if as_of else None
+    engine = pipeline.query_engine(Settings.load(lake), version=version, as_of=moment)
+    try:
+        result = engine.sql(text, _params(param or []))
+    finally:
+        engine.close()
+    output.write_result(result, format, output_file, out, sys.stdout)
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"--param {pair!r} is not name=value")
+        params[name] = value
+    return params
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r} is not an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+
+
+def _parse_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise ConfigError(f"--freshness {text!r} is not a duration like 90m, 2h or 1d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+@app.command()
+@errors
+def check(
+    freshness: Annotated[str, typer.Option(help="Newest trade per product must be this recent.")] = "2h",
+    deep: Annotated[bool, typer.Option(
+        "--deep",
+        help="Also re-map every raw file and compare it with the table row by row (slow).")] = False,
+    json_output: JsonOption = False,
+    lake: LakeOption = None,
+) -> None:
+    """Data-quality checks; exit status 1 when any fails."""
+    options = CheckOptions(freshness=_parse_duration(freshness), deep=deep)
+    results = pipeline.check(Settings.load(lake), options)
+    if json_output:
+        output.print_json([vars(r) for r in results])
+    else:
+        output.print_checks(results, out)
+    if any(r.status == "fail" for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,165 @@
+"""Apply a mapping to raw columns: pure (no I/O, no clock) and vectorized (Arrow compute).
+
+Input: an Arrow table with one text column per mapped path (``src.<column>``, the raw
+value as the JSON text DuckDB read), the raw file's context (``ctx.symbol``,
+``ctx.exchange``, ``ctx.fetched_at``) and ``file_id`` for error reports.
+Output: the rows in the unified schema, and the files that had a bad row. A file with a
+bad row (missing field, wrong type, unmapped value) is rejected as a whole: a partial
+file in the table would be harder to notice and to repair than a missing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemahub.transform.mapping import FieldSpec, Mapping
+from schemahub.transform.schema import SCHEMA, UTC_MICROS
+
+_DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_INTEGER = r"^[+-]?[0-9]{1,19}$"
+_ISO8601 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+            r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+_TRADE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
+_EPOCH_TO_US = {"epoch_ms": 1_000, "epoch_us": 1, "epoch_ns": None}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why a raw file was rejected: its first bad value."""
+
+    file_id: int
+    row: int
+    """Index of the bad row in the engine's input (its line, when the input is one file)."""
+    column: str
+    value: str | None
+    reason: str
+
+    def describe(self, line: int | None = None) -> str:
+        shown = "missing" if self.value is None else repr(self.value[:60])
+        where = f"line {line}: " if line is not None else ""
+        return f"{where}{self.column} {shown} {self.reason}"
+
+
+@dataclass(frozen=True)
+class Applied:
+    table: pa.Table
+    rejected: dict[int, Rejected]
+    """file_id -> the first problem found in that file."""
+
+
+def apply(mapping: Mapping, raw: pa.Table) -> Applied:
+    """Convert ``raw`` to unified rows; files with any bad row are left out and reported."""
+    n = raw.num_rows
+    columns: dict[str, pa.Array] = {}
+    problems: list[tuple[str, pa.Array, pa.Array, str]] = []
+    for name, spec in mapping.fields.items():
+        source = _source(spec, name, raw, n)
+        value, invalid, reason = _convert(name, spec, source)
+        columns[name] = value
+        if pc.any(invalid).as_py():
+            problems.append((name, source, invalid, reason))
+    rejected = _rejections(raw, problems)
+    if rejected:
+        keep = pc.invert(pc.is_in(raw["file_id"], value_set=pa.array(list(rejected), raw["file_id"].type)))
+    else:
+        keep = None
+    out = pa.table({**columns, "trade_date": pc.cast(columns["trade_ts"], pa.date32())})
+    if keep is not None:
+        out = out.filter(keep)
+    return Applied(out.select(SCHEMA.names).cast(SCHEMA), rejected)
+
+
+def _source(spec: FieldSpec, name: str, raw: pa.Table, n: int) -> pa.Array:
+    if spec.path is not None:
+        return _chunks(raw[f"src.{name}"])
+    if spec.context is not None:
+        return _chunks(raw[f"ctx.{spec.context}"])
+    assert spec.const is not None
+    return pc.fill_null(pa.nulls(n, pa.string()), spec.const)
+
+
+def _chunks(column: pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+
+
+def _convert(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    """(converted values, invalid mask, reason) for one column."""
+    kind = spec.type if spec.context != "fetched_at" else "timestamp"
+    if kind == "string":
+        pattern = _TRADE_ID if name == "trade_id" else r"^.+$"
+        valid = _matches(text, pattern)
+        value = text
+        reason = "is not a valid trade id" if name == "trade_id" else "is empty"
+        if spec.map is not None:
+            keys = pa.array(list(spec.map), pa.string())
+            index = pc.index_in(text, value_set=keys)
+            value = pc.take(pa.array(list(spec.map.values()), pa.string()), index)
+            valid = pc.and_(valid, pc.is_valid(index))
+            reason = f"is not one of {', '.join(spec.map)}"
+        return value, pc.invert(valid), reason
+    if kind == "decimal":
+        valid = _matches(text, _DECIMAL)
+        value = pc.cast(pc.if_else(valid, text, None), pa.float64())
+        valid = pc.and_(valid, pc.is_finite(pc.fill_null(value, 0.0)))
+        return value, pc.invert(valid), "is not a decimal number"
+    if kind == "integer":
+        valid = _matches(text, _INTEGER)
+        return pc.cast(pc.if_else(valid, text, None), pa.int64()), pc.invert(valid), "is not an integer"
+    return _timestamp(spec, text)
+
+
+def _timestamp(spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    fmt = spec.format or "iso8601"
+    if fmt == "iso8601":
+        valid = _matches(text, _ISO8601)
+        parsed = pc.cast(pc.if_else(valid, text, None), pa.timestamp("ns", tz="UTC"))
+        value = pc.cast(parsed, UTC_MICROS, safe=False)  # sub-microsecond digits are dropped
+        return value, pc.invert(valid), "is not an ISO-8601 time"
+    if fmt == "epoch_s":
+        valid = _matches(text, _DECIMAL)
+        seconds = pc.cast(pc.if_else(valid, text, None), pa.float64())
+        micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
+        return pc.cast(micros, UTC_MICROS), pc.invert(valid), "is not epoch seconds"
+    valid = _matches(text, _INTEGER)
+    number = pc.cast(pc.if_else(valid, text, None), pa.int64())
+    factor = _EPOCH_TO_US[fmt]
+    micros = pc.divide(number, 1_000) if factor is None else pc.multiply(number, factor)
+    return pc.cast(micros, UTC_MICROS), pc.invert(valid), f"is not {fmt.replace('_', ' ')}"
+
+
+def _matches(text: pa.Array, pattern: str) -> pa.Array:
+    return pc.fill_null(pc.match_substring_regex(text, pattern), False)
+
+
+def _rejections(raw: pa.Table, problems: list[tuple[str, pa.Array, pa.Array, str]]) -> dict[int, Rejected]:
+    """The first bad value of every file that has one (a loop over bad files, not rows)."""
+    rejected: dict[int, Rejected] = {}
+    file_ids = _chunks(raw["file_id"])
+    for column, source, invalid, reason in problems:
+        bad_rows = pc.indices_nonzero(invalid)
+        bad_files = pc.take(file_ids, bad_rows)
+        for file_id in pc.unique(bad_files).to_pylist():
+            if file_id in rejected:
+                continue
+            row = bad_rows[pc.index(bad_files, file_id).as_py()].as_py()
+            rejected[file_id] = Rejected(file_id, row, column, source[row].as_py(), reason)
+    return rejected
+
+
+def unique_trades(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep one row per trade_id (the earliest fetched); return the rows and how many dropped.
+
+    For one product's rows; ties on ``ingest_ts`` are broken by the original order, so the
+    result is a function of the input alone.
+    """
+    if table.num_rows < 2:
+        return table, 0
+    ordered = table.sort_by([("trade_id", "ascending"), ("ingest_ts", "ascending")])
+    ids = _chunks(ordered["trade_id"])
+    changed = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    first = pa.concat_arrays([pa.array([True]), pc.fill_null(changed, True)])
+    kept = ordered.filter(first)
+    return kept, table.num_rows - kept.num_rows

@@ -1,0 +1,131 @@
+"""Read raw JSONL files into the engine's input shape with DuckDB (the fastest JSON reader
+we measured: see docs/BENCHMARKS.md).
+
+One query reads a group of files: the mapped paths come out as text columns
+(``src.<column>``), each row is tagged with its file's id and context (symbol, exchange,
+``fetched_at`` from the header) through a join with a small in-memory table, and the
+header line itself is dropped. A file DuckDB cannot read (bad gzip, broken JSON) fails
+the whole query; ``read_isolating`` then bisects the group to find it, so one corrupt
+file never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from schemahub.raw.files import HEADER_KEY
+from schemahub.transform.mapping import Mapping
+
+log = logging.getLogger("schemahub.transform")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A raw file selected for transform, with what its header and name told us."""
+
+    file_id: int
+    key: str
+    path: str
+    """Where DuckDB reads it (a local path, or a URL it can open)."""
+    exchange: str
+    symbol: str
+    endpoint: str
+    first_id: int
+    last_id: int
+    fetched_at: str
+    trade_count: int
+
+
+def _column_sql(mapping: Mapping) -> tuple[str, str]:
+    """(read_json ``columns`` struct, SELECT list) for a mapping's paths."""
+    paths = mapping.paths()
+    if mapping.record == "array":
+        select = ", ".join(
+            f"json_extract_string(r.json, '$[{path.strip('[]')}]') AS \"src.{name}\""
+            for name, path in paths.items())
+        return "{'json': 'JSON'}", select
+    top_level = sorted({p.split(".")[0] for p in paths.values()} | {HEADER_KEY})
+    columns = ", ".join(f"'{key}': 'JSON'" if key == HEADER_KEY or any(
+        p.startswith(key + ".") for p in paths.values()) else f"'{key}': 'VARCHAR'" for key in top_level)
+    select = ", ".join(_object_path_sql(name, path) for name, path in paths.items())
+    return "{" + columns + "}", select
+
+
+def _object_path_sql(name: str, path: str) -> str:
+    head, _, rest = path.partition(".")
+    if not rest:
+        return f'r."{head}" AS "src.{name}"'
+    return f"json_extract_string(r.\"{head}\", '$.{rest}') AS \"src.{name}\""
+
+
+class RawReader:
+    """Reads groups of raw files of one mapping into Arrow tables."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
+        self._con = duckdb.connect(config=config)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def read(self, files: Sequence[RawFile], mapping: Mapping) -> pa.Table:
+        """One query over ``files``; raises ``duckdb.Error`` if any file is unreadable."""
+        columns, select = _column_sql(mapping)
+        meta = pa.table({
+            "filename": [f.path for f in files],
+            "file_id": pa.array([f.file_id for f in files], pa.int32()),
+            "ctx.symbol": [f.symbol for f in files],
+            "ctx.exchange": [f.exchange for f in files],
+            "ctx.fetched_at": [f.fetched_at for f in files],
+        })
+        header_filter = (f"NOT (json_type(r.json) = 'OBJECT' AND json_exists(r.json, '$.{HEADER_KEY}'))"
+                         if mapping.record == "array" else f'r."{HEADER_KEY}" IS NULL')
+        options = "format = 'newline_delimited', records = false" if mapping.record == "array" \
+            else "format = 'newline_delimited'"
+        # Paths in the SQL passed the mapping's strict patterns; file names go in as parameters.
+        sql = f"""
+            SELECT m.file_id, m."ctx.symbol", m."ctx.exchange", m."ctx.fetched_at", {select}
+            FROM read_json($files, {options}, columns = {columns}, filename = true,
+                           maximum_object_size = 16777216) r
+            JOIN meta m ON m.filename = r.filename
+            WHERE {header_filter}
+        """  # noqa: S608
+        with self._lock:
+            self._con.register("meta", meta)
+            try:
+                return self._con.execute(sql, {"files": [f.path for f in files]}).to_arrow_table()
+            finally:
+                self._con.unregister("meta")
+
+    def read_isolating(self, files: Sequence[RawFile], mapping: Mapping) -> tuple[pa.Table, dict[int, str]]:
+        """Read what can be read; return the unreadable files with DuckDB's reason."""
+        try:
+            return self.read(files, mapping), {}
+        except duckdb.Error as exc:
+            if len(files) == 1:
+                return _empty(), {files[0].file_id: _short(exc)}
+        half = len(files) // 2
+        left, bad_left = self.read_isolating(files[:half], mapping)
+        right, bad_right = self.read_isolating(files[half:], mapping)
+        tables = [t for t in (left, right) if t.num_columns]
+        table = pa.concat_tables(tables) if tables else _empty()
+        return table, {**bad_left, **bad_right}
+
+
+def _empty() -> pa.Table:
+    return pa.table({})
+
+
+def _short(exc: Exception) -> str:
+    """DuckDB's reason without the file path (the quarantine record names the file)."""
+    text = str(exc).strip().splitlines()[0]
+    text = re.sub(r' in file "[^"]*"', "", text)
+    return text[:300]

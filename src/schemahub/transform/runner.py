@@ -1,0 +1,343 @@
+"""The transform stage: committed raw files -> the unified Delta table, exactly once.
+
+One run is one Delta commit: the new rows of every product and every product's new
+cursor (see ``table.delta``) land together or not at all. Rows are deduplicated within
+the run (files written on different chunk grids can overlap) and against the rows
+already in the table, on (exchange, symbol, trade_id). A raw file that cannot be read
+or mapped is quarantined - recorded with its reason before the commit - and every other
+file is still transformed. ``rebuild`` replaces the whole table from all raw files in
+one commit; readers of older versions keep working (time travel) until a vacuum.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from schemahub.errors import CommitConflict, CorruptState, SchemahubError
+from schemahub.infra.checkpoints import CheckpointStore
+from schemahub.infra.storage import Storage
+from schemahub.raw import files as raw_files
+from schemahub.raw.layout import RawKey, parse_key, product_prefix
+from schemahub.table.delta import Cursor, TradesTable
+from schemahub.transform import engine, state
+from schemahub.transform.mapping import Mapping, packaged
+from schemahub.transform.plan import ProductPlan, Watermark, has_overlap, overlap_groups, select_files
+from schemahub.transform.reader import RawFile, RawReader
+from schemahub.transform.schema import SCHEMA
+
+log = logging.getLogger("schemahub.transform")
+
+COMMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class TransformOptions:
+    rebuild: bool = False
+    dry_run: bool = False
+    retry_quarantined: bool = False
+    group_files: int = 200
+    """Raw files per DuckDB read (about 200,000 trades)."""
+
+
+@dataclass
+class ProductResult:
+    exchange: str
+    symbol: str
+    files: int = 0
+    raw_trades: int = 0
+    rows_written: int = 0
+    duplicates_dropped: int = 0
+    quarantined: int = 0
+    cursor_before: Cursor | None = None
+    cursor_after: Cursor | None = None
+
+
+@dataclass
+class TransformReport:
+    run_id: str
+    started_at: datetime
+    rebuild: bool
+    dry_run: bool
+    table_version_before: int | None = None
+    table_version_after: int | None = None
+    finished_at: datetime | None = None
+    elapsed_s: float = 0.0
+    products: list[ProductResult] = field(default_factory=list)
+    quarantined: list[state.Quarantined] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    commit_attempts: int = 0
+
+    @property
+    def rows_written(self) -> int:
+        return sum(p.rows_written for p in self.products)
+
+    @property
+    def raw_trades(self) -> int:
+        return sum(p.raw_trades for p in self.products)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.quarantined or self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "rebuild": self.rebuild, "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "table_version_before": self.table_version_before,
+            "table_version_after": self.table_version_after,
+            "files": sum(p.files for p in self.products), "raw_trades": self.raw_trades,
+            "rows_written": self.rows_written,
+            "duplicates_dropped": sum(p.duplicates_dropped for p in self.products),
+            "products": [{**vars(p), "cursor_before": _cursor(p.cursor_before),
+                          "cursor_after": _cursor(p.cursor_after)} for p in self.products],
+            "quarantined": [q.model_dump(mode="json") for q in self.quarantined],
+            "errors": self.errors, "commit_attempts": self.commit_attempts,
+        }
+
+
+def _cursor(cursor: Cursor | None) -> list[int] | None:
+    return None if cursor is None else [cursor.from_id, cursor.through_id]
+
+
+@dataclass
+class _Work:
+    plan: ProductPlan
+    result: ProductResult
+    files: list[RawFile]
+
+
+class Transformer:
+    def __init__(self, storage: Storage, table: TradesTable, *, run_id: str | None = None) -> None:
+        self.storage = storage
+        self.table = table
+        self.run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        self.checkpoints = CheckpointStore(storage)
+        self._retried: set[str] = set()
+
+    def run(self, options: TransformOptions) -> TransformReport:
+        started = time.monotonic()
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            report = TransformReport(self.run_id, datetime.now(UTC), options.rebuild, options.dry_run,
+                                     commit_attempts=attempt)
+            try:
+                self._run_once(options, report)
+                break
+            except CommitConflict as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.warning("transform lost a commit race (%s); planning again", exc)
+        report.finished_at = datetime.now(UTC)
+        report.elapsed_s = time.monotonic() - started
+        return report
+
+    # -- planning ---------------------------------------------------------------------
+
+    def _watermarks(self, report: TransformReport) -> dict[tuple[str, str], Watermark]:
+        found = {}
+        for info in self.storage.list("state/checkpoints/"):
+            exchange, _, name = info.key.removeprefix("state/checkpoints/").partition("/")
+            sym = name.removesuffix(".json")
+            try:
+                stored = self.checkpoints.load(exchange, sym)
+            except (CorruptState, SchemahubError) as exc:
+                report.errors.append(f"{exchange} {sym} skipped: {exc}")
+                continue
+            if stored is not None:
+                cp = stored.value
+                found[(exchange, sym)] = Watermark(cp.start_after_id, cp.last_trade_id)
+        return found
+
+    def _plans(self, delta: DeltaTable | None, options: TransformOptions,
+               report: TransformReport) -> list[ProductPlan]:
+        watermarks = self._watermarks(report)
+        cursors = {} if options.rebuild else self.table.cursors(delta, watermarks)
+        plans = []
+        for (exchange, sym), watermark in sorted(watermarks.items()):
+            cursor = cursors.get((exchange, sym))
+            quarantined = state.quarantined(self.storage, exchange, sym)
+            keys = self._list(exchange, sym, cursor, watermark)
+            chosen, skipped = select_files(keys, watermark, cursor, set(quarantined))
+            if options.retry_quarantined and quarantined:
+                retry = [k for k in map(parse_key, quarantined) if k is not None]
+                chosen = sorted(set(chosen) | set(retry), key=lambda k: (k.first_id, k.last_id))
+                skipped = 0
+                self._retried.update(k.key for k in retry)
+            plan = ProductPlan(exchange, sym, watermark, cursor, chosen, skipped)
+            if plan.changes or options.rebuild:
+                plans.append(plan)
+        return plans
+
+    def _list(self, exchange: str, sym: str, cursor: Cursor | None, watermark: Watermark) -> list[RawKey]:
+        prefix = product_prefix(exchange, sym)
+        start_after = None
+        hint = state.read_hint(self.storage, exchange, sym)
+        backfill = cursor is not None and watermark.start_after_id < cursor.from_id
+        if cursor is not None and hint is not None and hint.through_id <= cursor.through_id and not backfill:
+            start_after = f"{prefix}date={(hint.through_day - timedelta(days=1)).isoformat()}"
+        keys = []
+        for info in self.storage.list(prefix, start_after=start_after):
+            parsed = parse_key(info.key)
+            if parsed is not None:
+                keys.append(parsed)
+        return keys
+
+    def _raw_files(self, plans: list[ProductPlan], report: TransformReport,
+                   dry_run: bool) -> list[_Work]:
+        """Read every selected file's header (in parallel); quarantine unreadable ones."""
+        flat = [(plan, key) for plan in plans for key in plan.files]
+        with ThreadPoolExecutor(8) as pool:
+            headers = list(pool.map(lambda item: self._header(item[1]), flat))
+        work: dict[tuple[str, str], _Work] = {
+            (p.exchange, p.symbol): _Work(p, ProductResult(p.exchange, p.symbol, cursor_before=p.cursor,
+                                                           cursor_after=p.new_cursor), [])
+            for p in plans}
+        for file_id, ((plan, key), header) in enumerate(zip(flat, headers, strict=True)):
+            item = work[(plan.exchange, plan.symbol)]
+            if isinstance(header, str):
+                self._quarantine(key, header, report, item.result, dry_run)
+                continue
+            item.files.append(RawFile(file_id, key.key, self.storage.url_for(key.key), key.exchange,
+                                      key.symbol, header.endpoint, key.first_id, key.last_id,
+                                      header.fetched_at.isoformat(), header.trade_count))
+            item.result.files += 1
+            item.result.raw_trades += header.trade_count
+        return list(work.values())
+
+    def _header(self, key: RawKey) -> raw_files.RawHeader | str:
+        data = self.storage.read(key.key)
+        if data is None:
+            return "the file disappeared before it could be read"
+        try:
+            header = raw_files.read_header(data, key.key)
+        except CorruptState as exc:
+            return str(exc)
+        if (header.exchange, header.symbol) != (key.exchange, key.symbol):
+            return f"header says {header.exchange} {header.symbol}, the path says {key.exchange} {key.symbol}"
+        return header
+
+    def _quarantine(self, key: RawKey, reason: str, report: TransformReport, result: ProductResult,
+                    dry_run: bool) -> None:
+        log.error("quarantining %s: %s", key.key, reason)
+        when = datetime.now(UTC)
+        record = state.Quarantined(key=key.key, reason=reason, detected_at=when, run_id=self.run_id)
+        if not dry_run:
+            record = state.quarantine(self.storage, key, reason, self.run_id, when)
+        report.quarantined.append(record)
+        result.quarantined += 1
+
+    # -- running ------------------------------------------------------------------------
+
+    def _run_once(self, options: TransformOptions, report: TransformReport) -> None:
+        self._retried = set()
+        delta = self.table.load()
+        report.table_version_before = delta.version() if delta is not None else None
+        plans = self._plans(delta, options, report)
+        work = self._raw_files(plans, report, options.dry_run)
+        report.products = [w.result for w in work]
+        if options.dry_run or not work:
+            report.table_version_after = report.table_version_before
+            return
+        if delta is None:
+            delta = self.table.create()  # an empty first version: later writes are appends
+        reader = RawReader()
+        existing = None if options.rebuild else delta.to_pyarrow_dataset()
+        try:
+            batches = self._batches(work, reader, existing, options, report)
+            cursors = {(w.plan.exchange, w.plan.symbol): w.plan.new_cursor for w in work}
+            metadata = {"schemahub.run_id": self.run_id,
+                        "schemahub.operation": "rebuild" if options.rebuild else "transform"}
+            report.table_version_after = self.table.write(
+                batches, cursors, overwrite=options.rebuild, table=delta, metadata=metadata)
+        finally:
+            reader.close()
+        for item in work:
+            self._save_hint(item)
+        still_bad = {q.key for q in report.quarantined}
+        for key in self._retried - still_bad:  # repaired files are in the table now
+            parsed = parse_key(key)
+            if parsed is not None:
+                state.release(self.storage, parsed)
+
+    def _batches(self, work: list[_Work], reader: RawReader, existing: ds.Dataset | None,
+                 options: TransformOptions, report: TransformReport) -> Iterator[pa.RecordBatch]:
+        for item in work:
+            by_id = {f.key: f for f in item.files}
+            for endpoint in sorted({f.endpoint for f in item.files}):
+                mapping = packaged(item.plan.exchange, endpoint)
+                keys = [k for k in item.plan.files if k.key in by_id and by_id[k.key].endpoint == endpoint]
+                for group in overlap_groups(keys, options.group_files):
+                    files = [by_id[k.key] for k in group]
+                    rows = self._rows(files, mapping, reader, report, item.result, options.dry_run)
+                    if rows.num_rows == 0:
+                        continue
+                    if has_overlap(group):
+                        rows, dropped = engine.unique_trades(rows)
+                        item.result.duplicates_dropped += dropped
+                    if existing is not None:
+                        rows = self._new_only(rows, existing, item)
+                    rows = rows.sort_by([("trade_ts", "ascending"), ("trade_id", "ascending")])
+                    item.result.rows_written += rows.num_rows
+                    yield from rows.to_batches(max_chunksize=256 * 1024)
+
+    def _rows(self, files: list[RawFile], mapping: Mapping, reader: RawReader, report: TransformReport,
+              result: ProductResult, dry_run: bool) -> pa.Table:
+        raw, unreadable = reader.read_isolating(files, mapping)
+        by_id = {f.file_id: f for f in files}
+        for file_id, reason in unreadable.items():
+            self._quarantine_file(by_id[file_id], reason, report, result, dry_run)
+        if raw.num_columns == 0:
+            return SCHEMA.empty_table()
+        applied = engine.apply(mapping, raw)
+        for file_id, rejected in applied.rejected.items():
+            raw_file = by_id[file_id]
+            self._quarantine_file(raw_file, self._explain(raw_file, mapping, reader, rejected),
+                                  report, result, dry_run)
+        return applied.table
+
+    def _explain(self, raw_file: RawFile, mapping: Mapping, reader: RawReader,
+                 rejected: engine.Rejected) -> str:
+        """The rejection with its line number, from a read of that one file (in file order)."""
+        alone = engine.apply(mapping, reader.read([raw_file], mapping)).rejected.get(raw_file.file_id)
+        first = alone or rejected
+        return first.describe(line=first.row + 2 if alone else None)
+
+    def _quarantine_file(self, raw_file: RawFile, reason: str, report: TransformReport,
+                         result: ProductResult, dry_run: bool) -> None:
+        key = parse_key(raw_file.key)
+        assert key is not None
+        self._quarantine(key, reason, report, result, dry_run)
+
+    def _new_only(self, rows: pa.Table, dataset: ds.Dataset, item: _Work) -> pa.Table:
+        """Drop rows whose key is already in the table (an insert-only merge)."""
+        days = rows["trade_date"]
+        first, last = pc.min(days).as_py(), pc.max(days).as_py()
+        existing = self.table.existing_ids(dataset, item.plan.exchange, item.plan.symbol, first, last)
+        if len(existing) == 0:
+            return rows
+        fresh = rows.filter(pc.invert(pc.is_in(rows["trade_id"], value_set=existing)))
+        item.result.duplicates_dropped += rows.num_rows - fresh.num_rows
+        return fresh
+
+    def _save_hint(self, item: _Work) -> None:
+        if not item.files:
+            return
+        last = max(item.files, key=lambda f: f.last_id)
+        key = parse_key(last.key)
+        assert key is not None
+        state.write_hint(self.storage, item.plan.exchange, item.plan.symbol,
+                         state.ListingHint(through_id=item.plan.new_cursor.through_id, through_day=key.day))
+
