@@ -30,6 +30,8 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	cd bench && ../$(BIN)/python transform.py
+	cd bench && ../$(BIN)/python query.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

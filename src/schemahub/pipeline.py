@@ -1,6 +1,8 @@
 """Wiring: settings -> connector, lake storage, locks -> the stages. The CLI calls only this.
 
 Every function here takes explicit settings and returns a typed result; none prints.
+The table stages (DuckDB, delta-rs, Arrow) are imported when first used, so `ingest`
+and `--help` start without loading them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -25,13 +28,14 @@ from schemahub.ingest import products as product_list
 from schemahub.ingest.engine import IngestOptions, Ingestor
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress
-from schemahub.quality.checks import Checker, CheckOptions, CheckResult
-from schemahub.query.engine import QueryEngine
 from schemahub.sources.base import Product, TradeSource
 from schemahub.sources.registry import source_class
-from schemahub.table.delta import CompactResult, TradesTable
-from schemahub.table.delta import compact as compact_table
-from schemahub.transform.runner import Transformer, TransformOptions, TransformReport
+
+if TYPE_CHECKING:
+    from schemahub.quality.checks import CheckOptions, CheckResult
+    from schemahub.query.engine import QueryEngine
+    from schemahub.table.delta import CompactResult, TradesTable
+    from schemahub.transform.runner import TransformOptions, TransformReport
 
 log = logging.getLogger("schemahub.pipeline")
 
@@ -170,10 +174,14 @@ TABLE_KEY = "table/trades"
 
 
 def trades_table(settings: Settings) -> TradesTable:
+    from schemahub.table.delta import TradesTable
+
     return TradesTable(open_lake(settings).storage.url_for(TABLE_KEY))
 
 
 def transform(settings: Settings, options: TransformOptions) -> TransformReport:
+    from schemahub.transform.runner import Transformer
+
     lake = open_lake(settings)
     if not options.dry_run:
         lake.clear_orphans()
@@ -182,6 +190,8 @@ def transform(settings: Settings, options: TransformOptions) -> TransformReport:
 
 def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool, retain_hours: int,
             dry_run_vacuum: bool) -> CompactResult:
+    from schemahub.table.delta import compact as compact_table
+
     delta = trades_table(settings).load()
     if delta is None:
         raise ConfigError("there is no table to compact yet: run `schemahub transform` first")
@@ -191,10 +201,14 @@ def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool,
 
 def query_engine(settings: Settings, *, version: int | None = None,
                  as_of: datetime | None = None) -> QueryEngine:
+    from schemahub.query.engine import QueryEngine
+
     return QueryEngine(trades_table(settings), version=version, as_of=as_of)
 
 
 def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
+    from schemahub.quality.checks import Checker
+
     lake = open_lake(settings)
     engine = query_engine(settings)
     try:

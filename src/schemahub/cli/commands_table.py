@@ -15,9 +15,6 @@ from schemahub.cli import output
 from schemahub.cli.app import JsonOption, LakeOption, app, errors, out
 from schemahub.config import Settings
 from schemahub.errors import ConfigError
-from schemahub.quality.checks import CheckOptions
-from schemahub.query.engine import read_sql_file
-from schemahub.transform.runner import TransformOptions
 
 EXIT_NEEDS_ATTENTION = 4
 
@@ -35,6 +32,8 @@ def transform(
     lake: LakeOption = None,
 ) -> None:
     """Move committed raw trades into the unified Delta table, exactly once."""
+    from schemahub.transform.runner import TransformOptions
+
     options = TransformOptions(rebuild=rebuild, dry_run=dry_run, retry_quarantined=retry_quarantined)
     report = pipeline.transform(Settings.load(lake), options)
     if json_output:
@@ -96,6 +95,8 @@ def query(
     lake: LakeOption = None,
 ) -> None:
     """Run SQL with DuckDB over the unified table (view `trades`)."""
+    from schemahub.query.engine import read_sql_file
+
     if (sql is None) == (file is None):
         raise ConfigError("give the SQL either as an argument or with --file")
     text = sql if sql is not None else read_sql_file(str(file))
@@ -147,6 +148,8 @@ def check(
     lake: LakeOption = None,
 ) -> None:
     """Data-quality checks; exit status 1 when any fails."""
+    from schemahub.quality.checks import CheckOptions
+
     options = CheckOptions(freshness=_parse_duration(freshness), deep=deep)
     results = pipeline.check(Settings.load(lake), options)
     if json_output:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
 from schemahub.ingest.report import IngestReport, ProductReport, Status
-from schemahub.quality.checks import CheckResult
 from schemahub.sources.base import us_to_datetime
-from schemahub.transform.runner import TransformReport
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from schemahub.quality.checks import CheckResult
+    from schemahub.transform.runner import TransformReport
 
 _STATUS_STYLE = {
     Status.OK: "green", Status.UP_TO_DATE: "green", Status.PLANNED: "cyan",
@@ -122,6 +123,10 @@ def print_checks(results: list[CheckResult], console: Console) -> None:
 
 def write_result(result: pa.Table, fmt: str, path: Path | None, console: Console, stdout: TextIO) -> None:
     """A query result as a terminal table, CSV, JSON lines or Parquet."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
     if fmt == "parquet":
         assert path is not None
         pq.write_table(result, path, compression="zstd")

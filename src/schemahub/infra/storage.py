@@ -43,6 +43,9 @@ class Versioned:
 class Storage(Protocol):
     """What the pipeline needs from a lake backend."""
 
+    read_concurrency: int
+    """How many small reads are worth running at once (1 locally; more over a network)."""
+
     def url_for(self, key: str) -> str:
         """A human-readable location for messages (never carries credentials)."""
         ...
@@ -78,6 +81,8 @@ def _file_version(st: os.stat_result) -> str:
 
 class LocalStorage:
     """A lake in a local directory. Atomic by temp file + fsync + rename."""
+
+    read_concurrency = 1  # measured: threads only add GIL contention to ~50 µs reads
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()

@@ -124,9 +124,9 @@ def read_header(data: bytes, where: str) -> RawHeader:
     """Only the header; decompresses just enough of the file to reach the first newline."""
     decompressor = zlib.decompressobj(wbits=31)
     head = b""
-    try:
-        for start in range(0, len(data), 4096):
-            head += decompressor.decompress(data[start:start + 4096])
+    try:  # small steps: the header is the first ~700 bytes; the trades behind it stay compressed
+        for start in range(0, len(data), 512):
+            head += decompressor.decompress(data[start:start + 512])
             if b"\n" in head:
                 break
     except zlib.error as exc:

@@ -14,12 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from schemahub.errors import CommitConflict
@@ -52,7 +60,22 @@ def app_id(kind: str, exchange: str, symbol: str) -> str:
 
 
 def writer_properties() -> WriterProperties:
-    return WriterProperties(compression="ZSTD", compression_level=3)
+    """zstd, with encodings that suit each column (measured in bench/transform.py).
+
+    Timestamps are sorted int64s (delta encoding), trade ids are ascending strings that
+    share prefixes (prefix encoding), quantities are noisy doubles (byte-stream split):
+    11% fewer bytes than delta-rs's defaults. zstd level 1 writes ~30% faster than level 3
+    for 1% more bytes; `compact` rewrites with the same properties.
+    """
+    times = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
+    # Row groups of 128k rows let readers (and our insert-only merge) skip by symbol and time
+    # inside a file; delta-rs would otherwise write one row group of up to 1M rows.
+    return WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=131_072,
+                            column_properties={
+        "trade_ts": times, "ingest_ts": times,
+        "trade_id": ColumnProperties(dictionary_enabled=False, encoding="DELTA_BYTE_ARRAY"),
+        "quantity": ColumnProperties(dictionary_enabled=False, encoding="BYTE_STREAM_SPLIT"),
+    })
 
 
 class TradesTable:
@@ -103,17 +126,54 @@ class TradesTable:
         return found
 
     @staticmethod
+    def file_stats(table: DeltaTable) -> pa.Table:
+        """Per data file: exchange, symbol range and trade_ts range, from the Delta log."""
+        adds = pa.table(table.get_add_actions(flatten=True))
+        wanted = ["partition.exchange", "min.symbol", "max.symbol", "min.trade_ts", "max.trade_ts"]
+        if adds.num_rows == 0 or not set(wanted) <= set(adds.column_names):
+            return pa.table({name: pa.array([], pa.string()) for name in wanted})
+        return adds.select(wanted)
+
+    @staticmethod
+    def may_hold(stats: pa.Table, exchange: str, symbol: str, first: datetime, last: datetime) -> bool:
+        """Could any file hold this product's trades between the two times?
+
+        Delta keeps timestamp statistics in milliseconds, truncated, so a file's recorded
+        maximum may be up to 1 ms below its real one: the comparison allows for that.
+        """
+        if stats.num_rows == 0:
+            return False
+        slack = first - timedelta(milliseconds=1)
+        ts_type = stats["min.trade_ts"].type
+        conditions = [
+            pc.equal(stats["partition.exchange"], exchange),
+            pc.less_equal(stats["min.symbol"], symbol),
+            pc.greater_equal(stats["max.symbol"], symbol),
+            pc.less_equal(stats["min.trade_ts"], pa.scalar(last, ts_type)),
+            pc.greater_equal(stats["max.trade_ts"], pa.scalar(slack, ts_type)),
+        ]
+        hit = conditions[0]
+        for condition in conditions[1:]:
+            hit = pc.and_kleene(hit, condition)
+        return bool(pc.any(pc.fill_null(hit, True)).as_py())  # missing statistics: assume it may
+
+    @staticmethod
     def existing_ids(dataset: ds.Dataset, exchange: str, symbol: str,
-                     first_day: date, last_day: date) -> pa.Array:
-        """trade_ids already in the table for one product within a range of days.
+                     first: datetime, last: datetime) -> pa.Array:
+        """trade_ids already in the table for one product, among trades between two times.
+
+        A trade keeps its time, so a duplicate of a new row lies within the new rows' time
+        range: the day partitions and the files' (and row groups') ``trade_ts`` statistics
+        let the scan skip everything else. New trades past the table's end read nothing.
 
         ``dataset`` comes from ``DeltaTable.to_pyarrow_dataset()`` taken *before* a write
         starts: scanning it is pure Arrow, so it is safe inside the batch generator that
         delta-rs pulls from (calling delta-rs there would nest its async runtime).
         """
-        days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+        days = [first.date() + timedelta(days=i) for i in range((last.date() - first.date()).days + 1)]
         predicate = ((ds.field("exchange") == exchange) & ds.field("trade_date").isin(days)
-                     & (ds.field("symbol") == symbol))
+                     & (ds.field("symbol") == symbol)
+                     & (ds.field("trade_ts") >= first) & (ds.field("trade_ts") <= last))
         return dataset.to_table(columns=["trade_id"], filter=predicate)["trade_id"].combine_chunks()
 
     def write(self, batches: Iterator[pa.RecordBatch], cursors: dict[tuple[str, str], Cursor], *,
@@ -138,8 +198,8 @@ class TradesTable:
 
     def info(self, table: DeltaTable) -> TableInfo:
         adds = pa.table(table.get_add_actions(flatten=True))
-        rows = int(pa.compute.sum(adds["num_records"]).as_py() or 0) if adds.num_rows else 0
-        size = int(pa.compute.sum(adds["size_bytes"]).as_py() or 0) if adds.num_rows else 0
+        rows = int(pc.sum(adds["num_records"]).as_py() or 0) if adds.num_rows else 0
+        size = int(pc.sum(adds["size_bytes"]).as_py() or 0) if adds.num_rows else 0
         return TableInfo(table.version(), adds.num_rows, rows, size)
 
 

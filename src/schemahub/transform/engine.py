@@ -88,43 +88,63 @@ def _chunks(column: pa.ChunkedArray) -> pa.Array:
 def _convert(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
     """(converted values, invalid mask, reason) for one column."""
     kind = spec.type if spec.context != "fetched_at" else "timestamp"
+    if pa.types.is_timestamp(text.type):  # context the reader already typed
+        return pc.cast(text, UTC_MICROS), pc.is_null(text), "is missing"
     if kind == "string":
-        pattern = _TRADE_ID if name == "trade_id" else r"^.+$"
-        valid = _matches(text, pattern)
-        value = text
-        reason = "is not a valid trade id" if name == "trade_id" else "is empty"
-        if spec.map is not None:
-            keys = pa.array(list(spec.map), pa.string())
-            index = pc.index_in(text, value_set=keys)
-            value = pc.take(pa.array(list(spec.map.values()), pa.string()), index)
-            valid = pc.and_(valid, pc.is_valid(index))
-            reason = f"is not one of {', '.join(spec.map)}"
-        return value, pc.invert(valid), reason
+        return _string(name, spec, text)
     if kind == "decimal":
-        valid = _matches(text, _DECIMAL)
-        value = pc.cast(pc.if_else(valid, text, None), pa.float64())
+        value, valid = _parse(text, pa.float64(), _DECIMAL)
         valid = pc.and_(valid, pc.is_finite(pc.fill_null(value, 0.0)))
         return value, pc.invert(valid), "is not a decimal number"
     if kind == "integer":
-        valid = _matches(text, _INTEGER)
-        return pc.cast(pc.if_else(valid, text, None), pa.int64()), pc.invert(valid), "is not an integer"
+        value, valid = _parse(text, pa.int64(), _INTEGER)
+        return value, pc.invert(valid), "is not an integer"
     return _timestamp(spec, text)
+
+
+def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    if name == "trade_id":
+        # Numeric ids (most exchanges) pass a cheap digit check; only others meet the regex.
+        digits = pc.fill_null(pc.utf8_is_digit(text), False)
+        valid = digits if pc.all(digits).as_py() else pc.or_(digits, _matches(text, _TRADE_ID))
+        reason = "is not a valid trade id"
+    else:
+        valid = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
+        reason = "is empty"
+    value = text
+    if spec.map is not None:
+        keys = pa.array(list(spec.map), pa.string())
+        index = pc.index_in(text, value_set=keys)
+        value = pc.take(pa.array(list(spec.map.values()), pa.string()), index)
+        valid = pc.and_(valid, pc.is_valid(index))
+        reason = f"is not one of {', '.join(spec.map)}"
+    return value, pc.invert(valid), reason
+
+
+def _parse(text: pa.Array, to: pa.DataType, pattern: str) -> tuple[pa.Array, pa.Array]:
+    """(values, valid mask). Casts the whole column at once - the fast path for clean data;
+    only when that fails does a regex find the bad values (they are rejected, not guessed)."""
+    try:
+        return pc.cast(text, to), pc.is_valid(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        valid = _matches(text, pattern)
+        try:
+            return pc.cast(pc.if_else(valid, text, None), to), valid
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # the pattern let through what Arrow refuses
+            return pa.nulls(len(text), to), pc.fill_null(pc.is_null(text), False)
 
 
 def _timestamp(spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
     fmt = spec.format or "iso8601"
     if fmt == "iso8601":
-        valid = _matches(text, _ISO8601)
-        parsed = pc.cast(pc.if_else(valid, text, None), pa.timestamp("ns", tz="UTC"))
+        parsed, valid = _parse(text, pa.timestamp("ns", tz="UTC"), _ISO8601)
         value = pc.cast(parsed, UTC_MICROS, safe=False)  # sub-microsecond digits are dropped
         return value, pc.invert(valid), "is not an ISO-8601 time"
     if fmt == "epoch_s":
-        valid = _matches(text, _DECIMAL)
-        seconds = pc.cast(pc.if_else(valid, text, None), pa.float64())
+        seconds, valid = _parse(text, pa.float64(), _DECIMAL)
         micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
         return pc.cast(micros, UTC_MICROS), pc.invert(valid), "is not epoch seconds"
-    valid = _matches(text, _INTEGER)
-    number = pc.cast(pc.if_else(valid, text, None), pa.int64())
+    number, valid = _parse(text, pa.int64(), _INTEGER)
     factor = _EPOCH_TO_US[fmt]
     micros = pc.divide(number, 1_000) if factor is None else pc.multiply(number, factor)
     return pc.cast(micros, UTC_MICROS), pc.invert(valid), f"is not {fmt.replace('_', ' ')}"

@@ -2,11 +2,12 @@
 we measured: see docs/BENCHMARKS.md).
 
 One query reads a group of files: the mapped paths come out as text columns
-(``src.<column>``), each row is tagged with its file's id and context (symbol, exchange,
-``fetched_at`` from the header) through a join with a small in-memory table, and the
-header line itself is dropped. A file DuckDB cannot read (bad gzip, broken JSON) fails
-the whole query; ``read_isolating`` then bisects the group to find it, so one corrupt
-file never stops the others.
+(``src.<column>``), the header line itself is dropped, and each row's file name comes
+back as an ENUM (a dictionary in Arrow: cheap however long the path) from which the
+file's id and context (symbol, exchange, ``fetched_at`` from its header) are taken.
+A file DuckDB cannot read (bad gzip, broken JSON) fails the whole query;
+``read_isolating`` then bisects the group to find it, so one corrupt file never stops
+the others.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemahub.raw.files import HEADER_KEY
 from schemahub.transform.mapping import Mapping
@@ -52,8 +54,9 @@ def _column_sql(mapping: Mapping) -> tuple[str, str]:
             for name, path in paths.items())
         return "{'json': 'JSON'}", select
     top_level = sorted({p.split(".")[0] for p in paths.values()} | {HEADER_KEY})
-    columns = ", ".join(f"'{key}': 'JSON'" if key == HEADER_KEY or any(
-        p.startswith(key + ".") for p in paths.values()) else f"'{key}': 'VARCHAR'" for key in top_level)
+    # The header line is read as plain text (only tested for NULL), nested records as JSON.
+    columns = ", ".join(f"'{key}': 'JSON'" if any(p.startswith(key + ".") for p in paths.values())
+                        else f"'{key}': 'VARCHAR'" for key in top_level)
     select = ", ".join(_object_path_sql(name, path) for name, path in paths.items())
     return "{" + columns + "}", select
 
@@ -79,31 +82,26 @@ class RawReader:
     def read(self, files: Sequence[RawFile], mapping: Mapping) -> pa.Table:
         """One query over ``files``; raises ``duckdb.Error`` if any file is unreadable."""
         columns, select = _column_sql(mapping)
-        meta = pa.table({
-            "filename": [f.path for f in files],
-            "file_id": pa.array([f.file_id for f in files], pa.int32()),
-            "ctx.symbol": [f.symbol for f in files],
-            "ctx.exchange": [f.exchange for f in files],
-            "ctx.fetched_at": [f.fetched_at for f in files],
-        })
+        paths = pa.array([f.path for f in files], pa.string())
         header_filter = (f"NOT (json_type(r.json) = 'OBJECT' AND json_exists(r.json, '$.{HEADER_KEY}'))"
                          if mapping.record == "array" else f'r."{HEADER_KEY}" IS NULL')
         options = "format = 'newline_delimited', records = false" if mapping.record == "array" \
             else "format = 'newline_delimited'"
         # Paths in the SQL passed the mapping's strict patterns; file names go in as parameters.
         sql = f"""
-            SELECT m.file_id, m."ctx.symbol", m."ctx.exchange", m."ctx.fetched_at", {select}
+            SELECT CAST(r.filename AS raw_file) AS file, {select}
             FROM read_json($files, {options}, columns = {columns}, filename = true,
                            maximum_object_size = 16777216) r
-            JOIN meta m ON m.filename = r.filename
             WHERE {header_filter}
         """  # noqa: S608
         with self._lock:
-            self._con.register("meta", meta)
+            self._con.register("paths", pa.table({"path": paths}))
             try:
-                return self._con.execute(sql, {"files": [f.path for f in files]}).to_arrow_table()
+                self._con.execute("CREATE OR REPLACE TYPE raw_file AS ENUM (SELECT path FROM paths)")
+                table = self._con.execute(sql, {"files": paths.to_pylist()}).to_arrow_table()
             finally:
-                self._con.unregister("meta")
+                self._con.unregister("paths")
+        return _with_context(table, files, paths)
 
     def read_isolating(self, files: Sequence[RawFile], mapping: Mapping) -> tuple[pa.Table, dict[int, str]]:
         """Read what can be read; return the unreadable files with DuckDB's reason."""
@@ -118,6 +116,25 @@ class RawReader:
         tables = [t for t in (left, right) if t.num_columns]
         table = pa.concat_tables(tables) if tables else _empty()
         return table, {**bad_left, **bad_right}
+
+
+def _with_context(table: pa.Table, files: Sequence[RawFile], paths: pa.Array) -> pa.Table:
+    """Replace the file-name column with file_id and the file's context, per row."""
+    names = table.column("file").combine_chunks()
+    if not isinstance(names, pa.DictionaryArray):
+        names = pc.dictionary_encode(names)
+    position = pc.take(pc.index_in(names.dictionary, value_set=paths), names.indices)
+    context = {
+        "file_id": pa.array([f.file_id for f in files], pa.int32()),
+        "ctx.symbol": pa.array([f.symbol for f in files], pa.string()),
+        "ctx.exchange": pa.array([f.exchange for f in files], pa.string()),
+        "ctx.fetched_at": pc.cast(pa.array([f.fetched_at for f in files], pa.string()),
+                                  pa.timestamp("us", tz="UTC")),
+    }
+    out = table.drop_columns(["file"])
+    for offset, (name, values) in enumerate(context.items()):
+        out = out.add_column(offset, name, pc.take(values, position))
+    return out
 
 
 def _empty() -> pa.Table:

@@ -12,6 +12,8 @@ one commit; readers of older versions keep working (time travel) until a vacuum.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,8 +111,25 @@ class TransformReport:
         }
 
 
+def _sorted(rows: pa.Table) -> pa.Table:
+    """Rows of one product by time. Raw files are read in id order, which is time order on
+    the exchanges we know, so the sort is usually skipped after a cheap check."""
+    times = rows["trade_ts"].combine_chunks()
+    if len(times) < 2 or pc.all(pc.greater_equal(times.slice(1), times.slice(0, len(times) - 1))).as_py():
+        return rows
+    return rows.sort_by([("trade_ts", "ascending"), ("trade_id", "ascending")])
+
+
 def _cursor(cursor: Cursor | None) -> list[int] | None:
     return None if cursor is None else [cursor.from_id, cursor.through_id]
+
+
+@dataclass(frozen=True)
+class _Existing:
+    """The table as it was when the run started (read before delta-rs starts writing)."""
+
+    dataset: ds.Dataset
+    stats: pa.Table
 
 
 @dataclass
@@ -199,8 +218,11 @@ class Transformer:
                    dry_run: bool) -> list[_Work]:
         """Read every selected file's header (in parallel); quarantine unreadable ones."""
         flat = [(plan, key) for plan in plans for key in plan.files]
-        with ThreadPoolExecutor(8) as pool:
-            headers = list(pool.map(lambda item: self._header(item[1]), flat))
+        if self.storage.read_concurrency > 1:
+            with ThreadPoolExecutor(self.storage.read_concurrency) as pool:
+                headers = list(pool.map(lambda item: self._header(item[1]), flat))
+        else:
+            headers = [self._header(key) for _, key in flat]
         work: dict[tuple[str, str], _Work] = {
             (p.exchange, p.symbol): _Work(p, ProductResult(p.exchange, p.symbol, cursor_before=p.cursor,
                                                            cursor_after=p.new_cursor), [])
@@ -254,7 +276,8 @@ class Transformer:
         if delta is None:
             delta = self.table.create()  # an empty first version: later writes are appends
         reader = RawReader()
-        existing = None if options.rebuild else delta.to_pyarrow_dataset()
+        existing = None if options.rebuild else _Existing(delta.to_pyarrow_dataset(),
+                                                          self.table.file_stats(delta))
         try:
             batches = self._batches(work, reader, existing, options, report)
             cursors = {(w.plan.exchange, w.plan.symbol): w.plan.new_cursor for w in work}
@@ -272,8 +295,44 @@ class Transformer:
             if parsed is not None:
                 state.release(self.storage, parsed)
 
-    def _batches(self, work: list[_Work], reader: RawReader, existing: ds.Dataset | None,
+    def _batches(self, work: list[_Work], reader: RawReader, existing: _Existing | None,
                  options: TransformOptions, report: TransformReport) -> Iterator[pa.RecordBatch]:
+        """The rows to commit, prepared one read group ahead in a background thread.
+
+        DuckDB (reading JSON) and delta-rs (encoding Parquet) both run outside the GIL, so
+        preparing the next group while the writer encodes this one uses both cores.
+        """
+        ready: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for table in self._tables(work, reader, existing, options, report):
+                    while not stop.is_set():
+                        try:
+                            ready.put(table, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(None)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                ready.put(exc)
+
+        worker = threading.Thread(target=produce, name="transform-read", daemon=True)
+        worker.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item.to_batches(max_chunksize=256 * 1024)
+        finally:
+            stop.set()
+            worker.join()
+
+    def _tables(self, work: list[_Work], reader: RawReader, existing: _Existing | None,
+                options: TransformOptions, report: TransformReport) -> Iterator[pa.Table]:
         for item in work:
             by_id = {f.key: f for f in item.files}
             for endpoint in sorted({f.endpoint for f in item.files}):
@@ -289,9 +348,8 @@ class Transformer:
                         item.result.duplicates_dropped += dropped
                     if existing is not None:
                         rows = self._new_only(rows, existing, item)
-                    rows = rows.sort_by([("trade_ts", "ascending"), ("trade_id", "ascending")])
                     item.result.rows_written += rows.num_rows
-                    yield from rows.to_batches(max_chunksize=256 * 1024)
+                    yield _sorted(rows)
 
     def _rows(self, files: list[RawFile], mapping: Mapping, reader: RawReader, report: TransformReport,
               result: ProductResult, dry_run: bool) -> pa.Table:
@@ -321,11 +379,13 @@ class Transformer:
         assert key is not None
         self._quarantine(key, reason, report, result, dry_run)
 
-    def _new_only(self, rows: pa.Table, dataset: ds.Dataset, item: _Work) -> pa.Table:
+    def _new_only(self, rows: pa.Table, table: _Existing, item: _Work) -> pa.Table:
         """Drop rows whose key is already in the table (an insert-only merge)."""
-        days = rows["trade_date"]
-        first, last = pc.min(days).as_py(), pc.max(days).as_py()
-        existing = self.table.existing_ids(dataset, item.plan.exchange, item.plan.symbol, first, last)
+        times = rows["trade_ts"]
+        first, last = pc.min(times).as_py(), pc.max(times).as_py()
+        if not self.table.may_hold(table.stats, item.plan.exchange, item.plan.symbol, first, last):
+            return rows  # the usual incremental case: new trades after everything in the table
+        existing = self.table.existing_ids(table.dataset, item.plan.exchange, item.plan.symbol, first, last)
         if len(existing) == 0:
             return rows
         fresh = rows.filter(pc.invert(pc.is_in(rows["trade_id"], value_set=existing)))

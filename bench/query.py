@@ -1,0 +1,144 @@
+"""Query speed on the unified Delta table vs the layout ceiling (run: `python bench/query.py`).
+
+Builds >= 50M synthetic trades (3 exchanges x 12 symbols, 32 days) as SchemaHub writes
+them: one Delta commit per day, partitioned by exchange and trade_date, rows sorted by
+symbol then trade_ts, then compacted. The ceiling is ONE Parquet file holding the same
+rows optimally sorted by (symbol, trade_ts). Each query runs on both, in the same DuckDB
+process; best of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from deltalake import DeltaTable, write_deltalake
+
+from schemahub.query.engine import connect
+from schemahub.table.delta import TradesTable, compact, writer_properties
+from schemahub.transform.schema import PARTITION_BY, SCHEMA
+from synth import START, unified_sql
+
+DAY_US = 86_400_000_000
+
+
+def build(table_dir: Path, rows: int, days: int, symbols: int) -> None:
+    con = connect()
+    sql, params = unified_sql(rows, symbols, days)
+    per_day = rows // days
+    table = TradesTable(str(table_dir)).create()
+    for day in range(days):
+        lo = params["start_us"] + day * DAY_US
+        day_sql = (f"SELECT *, CAST(trade_ts AS DATE) AS trade_date FROM ({sql}) "
+                   f"WHERE epoch_us(trade_ts) >= {lo} AND epoch_us(trade_ts) < {lo + DAY_US} "
+                   "ORDER BY exchange, symbol, trade_ts")
+        reader = con.execute(day_sql, params).to_arrow_reader(1_000_000)
+        write_deltalake(table, reader.cast(SCHEMA) if hasattr(reader, "cast") else reader,
+                        partition_by=PARTITION_BY, mode="append", writer_properties=writer_properties())
+        table = TradesTable(str(table_dir)).load()  # type: ignore[assignment]
+        print(f"  day {day + 1}/{days}: ~{per_day:,} rows", flush=True)
+
+
+def timed(con: object, sql: str, params: dict[str, object]) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        con.execute(sql, params).fetchall()  # type: ignore[attr-defined]
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def files_scanned(con: object, sql: str, params: dict[str, object]) -> str:
+    plan = "\n".join(row[1] for row in con.execute("EXPLAIN ANALYZE " + sql, params).fetchall())  # type: ignore[attr-defined]
+    found = re.findall(r"Scanning Files: (\d+)/(\d+)", plan)
+    return ", ".join(f"{a}/{b}" for a, b in found) or "n/a"
+
+
+QUERIES = {
+    "count": "SELECT count(*) FROM trades",
+    "bars_one_symbol_day": """
+        SELECT epoch_us(trade_ts) // 60000000 AS minute, arg_min(price, trade_ts) AS open, max(price) AS high,
+               min(price) AS low, arg_max(price, trade_ts) AS close, sum(quantity) AS volume,
+               sum(price * quantity) / sum(quantity) AS vwap, count(*) AS trades
+        FROM trades WHERE exchange = 'coinbase' AND symbol = 'BTC-USD' AND trade_date = $day
+        GROUP BY minute ORDER BY minute""",
+    "daily_vwap_everything": """
+        SELECT trade_date, exchange, symbol, sum(price * quantity) / sum(quantity) AS vwap
+        FROM trades GROUP BY ALL""",
+    "duplicate_check": """
+        SELECT exchange, symbol, trade_id, count(*) FROM trades GROUP BY ALL HAVING count(*) > 1""",
+    "one_hour_by_trade_ts_only": """
+        SELECT count(*), avg(price) FROM trades
+        WHERE trade_ts >= $hour_start AND trade_ts < $hour_end""",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=50_400_000)
+    parser.add_argument("--days", type=int, default=32)
+    parser.add_argument("--keep", type=Path, help="build here and keep it (reuse on the next run)")
+    parser.add_argument("--zorder", action="store_true",
+                        help="also measure a Z-ordered (symbol, trade_ts) copy of the table")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="schemahub-query-"))
+    table_dir, ceiling = work / "trades", work / "ceiling.parquet"
+    try:
+        if not (table_dir / "_delta_log").exists():
+            started = time.perf_counter()
+            build(table_dir, args.rows, args.days, symbols=36)
+            delta = DeltaTable(str(table_dir))
+            result = compact(delta, target_size=256 * 1024**2, zorder=False, vacuum=True, retain_hours=1)
+            print(f"built and compacted in {time.perf_counter() - started:.0f}s "
+                  f"({result.files_removed} -> {result.files_added} files)", flush=True)
+        con = connect()
+        if not ceiling.exists():
+            con.execute(f"COPY (SELECT * FROM delta_scan('{table_dir}') ORDER BY symbol, trade_ts) "
+                        f"TO '{ceiling}' (FORMAT parquet, COMPRESSION zstd)")
+        day = (START.date().toordinal() + args.days // 2)
+        from datetime import date, timedelta
+
+        the_day = date.fromordinal(day)
+        hour_start = START + timedelta(days=args.days // 2, hours=13)
+        params_for: dict[str, dict[str, object]] = {
+            "bars_one_symbol_day": {"day": the_day},
+            "one_hour_by_trade_ts_only": {"hour_start": hour_start,
+                                          "hour_end": hour_start + timedelta(hours=1)},
+        }
+        zordered = work / "trades_zorder"
+        if args.zorder and not (zordered / "_delta_log").exists():
+            shutil.copytree(table_dir, zordered)
+            started = time.perf_counter()
+            compact(DeltaTable(str(zordered)), target_size=256 * 1024**2, zorder=True, vacuum=False,
+                    retain_hours=168)
+            print(f"z-ordered a copy in {time.perf_counter() - started:.0f}s", flush=True)
+        rows = con.execute(f"SELECT count(*) FROM delta_scan('{table_dir}')").fetchone()[0]  # type: ignore[index]
+        results = {"rows": rows, "table_files": len(DeltaTable(str(table_dir)).file_uris()), "queries": {}}
+        for name, sql in QUERIES.items():
+            params = params_for.get(name, {})
+            con.execute(f"CREATE OR REPLACE VIEW trades AS SELECT * FROM delta_scan('{table_dir}')")
+            delta_s = timed(con, sql, params)
+            scanned = files_scanned(con, sql, params)
+            con.execute(f"CREATE OR REPLACE VIEW trades AS SELECT * FROM read_parquet('{ceiling}')")
+            ceiling_s = timed(con, sql, params)
+            entry = {"delta_s": round(delta_s, 3), "ceiling_s": round(ceiling_s, 3),
+                     "ratio": round(delta_s / ceiling_s, 2), "files_scanned": scanned}
+            if args.zorder:
+                con.execute(f"CREATE OR REPLACE VIEW trades AS SELECT * FROM delta_scan('{zordered}')")
+                entry["zorder_s"] = round(timed(con, sql, params), 3)
+            results["queries"][name] = entry
+            print(name, entry, flush=True)
+        print(json.dumps(results, indent=2))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

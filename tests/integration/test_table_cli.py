@@ -1,0 +1,184 @@
+"""`schemahub query`, `check` and `compact` as users run them, on a lake built once."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from schemahub.simulator.server import Faults, ManualClock, Simulator
+from tests.helpers import (
+    SIM_START,
+    TEST_PRODUCTS,
+    cli_env,
+    expected_rows,
+    gap_ranges,
+    ingest,
+    run_cli,
+    table_rows,
+    transform,
+)
+
+pytestmark = pytest.mark.slow
+PRODUCTS = ["BTC-USD", "SOL-USD", "BTC-USDT"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Simulator]]:
+    lake = tmp_path_factory.mktemp("lake")
+    sim = Simulator("coinbase", TEST_PRODUCTS, seed=7, clock=ManualClock(SIM_START),
+                    faults=Faults(rate_limit=False)).start()
+    try:
+        ingest(lake, sim, PRODUCTS)
+        transform(lake)
+        assert isinstance(sim.clock, ManualClock)
+        sim.clock.advance(1800)
+        ingest(lake, sim, PRODUCTS)
+        transform(lake)  # two versions: time travel has somewhere to go
+        yield lake, sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def lake_copy(built: tuple[Path, Simulator], tmp_path: Path) -> Path:
+    copy = tmp_path / "lake"
+    shutil.copytree(built[0], copy)
+    return copy
+
+
+def _query(lake: Path, *args: str) -> str:
+    result = run_cli("query", *args, "--lake", str(lake), env=cli_env(None))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_query_formats_carry_the_exact_rows(built: tuple[Path, Simulator], tmp_path: Path) -> None:
+    lake, sim = built
+    sql = "SELECT * FROM trades ORDER BY exchange, symbol, CAST(trade_id AS BIGINT)"
+    want = expected_rows(lake, sim, PRODUCTS)
+    out = tmp_path / "all.parquet"
+    _query(lake, sql, "--format", "parquet", "--output", str(out))
+    assert pq.read_table(out).to_pylist() == want
+    lines = _query(lake, sql, "--format", "json").splitlines()
+    assert len(lines) == len(want)
+    first = orjson.loads(lines[0])
+    assert first["trade_id"] == want[0]["trade_id"] and first["side"] == want[0]["side"]
+    csv_text = _query(lake, "SELECT symbol, count(*) AS n FROM trades GROUP BY 1 ORDER BY 1",
+                      "--format", "csv")
+    counts = {s: sum(1 for r in want if r["symbol"] == s) for s in PRODUCTS}
+    assert csv_text.splitlines() == ['"symbol","n"', *(f'"{s}",{counts[s]}' for s in sorted(PRODUCTS))]
+
+
+def test_time_travel_by_version_and_time(built: tuple[Path, Simulator]) -> None:
+    lake, _ = built
+    history = DeltaTable(str(lake / "table" / "trades")).history()
+    first_write = min(h["version"] for h in history if h["operation"] == "WRITE")
+    count_then = len(table_rows(lake, version=first_write))
+    assert count_then < len(table_rows(lake))
+    by_version = _query(lake, "SELECT count(*) AS n FROM trades", "--version", str(first_write),
+                        "--format", "csv")
+    assert by_version.splitlines()[1] == str(count_then)
+    moment = next(h["timestamp"] for h in history if h["version"] == first_write)
+    as_of = datetime.fromtimestamp(moment / 1000, UTC).isoformat()
+    by_time = _query(lake, "SELECT count(*) AS n FROM trades", "--as-of", as_of, "--format", "csv")
+    assert by_time.splitlines()[1] == str(count_then)
+
+
+def test_query_errors_are_clear(built: tuple[Path, Simulator], tmp_path: Path) -> None:
+    lake, _ = built
+    bad = run_cli("query", "SELEC nonsense", "--lake", str(lake), env=cli_env(None))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: query failed: Parser Error")
+    empty = run_cli("query", "SELECT 1", "--lake", str(tmp_path / "none"), env=cli_env(None))
+    assert empty.returncode == 2 and "run `schemahub transform` first" in empty.stderr
+    future = run_cli("query", "SELECT 1", "--version", "999", "--lake", str(lake), env=cli_env(None))
+    assert future.returncode == 2 and "--version 999 does not exist" in future.stderr
+    parquet = run_cli("query", "SELECT 1", "--format", "parquet", "--lake", str(lake), env=cli_env(None))
+    assert parquet.returncode == 2 and "--format parquet needs --output FILE" in parquet.stderr
+
+
+def test_example_queries_agree_with_the_data(built: tuple[Path, Simulator]) -> None:
+    lake, sim = built
+    want = expected_rows(lake, sim, PRODUCTS)
+    day = want[0]["trade_date"].isoformat()
+    bars = [orjson.loads(line) for line in _query(
+        lake, "--file", "sql/ohlcv_1m.sql", "--param", "symbol=BTC-USD", "--param", f"day={day}",
+        "--format", "json").splitlines()]
+    day_trades = [r for r in want if r["symbol"] == "BTC-USD" and r["trade_date"].isoformat() == day]
+    assert sum(b["trades"] for b in bars) == len(day_trades)
+    assert all(b["low"] <= b["vwap"] <= b["high"] and b["low"] <= b["open"] <= b["high"] for b in bars)
+    assert bars[0]["open"] == min(day_trades, key=lambda r: (r["trade_ts"], int(r["trade_id"])))["price"]
+    assert _query(lake, "--file", "sql/duplicates.sql", "--format", "csv").splitlines()[1:] == []
+    gaps = [orjson.loads(line)
+            for line in _query(lake, "--file", "sql/id_gaps.sql", "--format", "json").splitlines()]
+    assert [(g["first_missing"], g["last_missing"]) for g in gaps if g["symbol"] == "BTC-USD"] == \
+        gap_ranges(lake, "BTC-USD")
+    daily = [orjson.loads(line)
+             for line in _query(lake, "--file", "sql/daily_volume.sql", "--format", "json").splitlines()]
+    assert sum(d["trades"] for d in daily) == len(want)
+    fresh = _query(lake, "--file", "sql/freshness.sql", "--format", "csv").splitlines()
+    assert len(fresh) == 1 + len(PRODUCTS)
+
+
+def test_check_passes_on_a_healthy_lake(built: tuple[Path, Simulator]) -> None:
+    lake, _ = built
+    result = run_cli("check", "--json", "--freshness", "3650d", "--lake", str(lake), env=cli_env(None))
+    assert result.returncode == 0, result.stdout
+    statuses = {c["name"]: c["status"] for c in orjson.loads(result.stdout)}
+    assert statuses == {"duplicates": "ok", "gaps": "ok", "freshness": "ok", "values": "ok",
+                        "future": "ok", "quarantine": "ok"}
+
+
+def _append(lake: Path, rows: list[dict[str, object]]) -> None:
+    table = pa.Table.from_pylist(rows, schema=pa.schema(DeltaTable(str(lake / "table" / "trades")).schema()))
+    write_deltalake(str(lake / "table" / "trades"), table, mode="append")
+
+
+def test_check_finds_what_is_wrong(lake_copy: Path) -> None:
+    rows = table_rows(lake_copy)
+    duplicate = dict(rows[10])
+    negative = dict(rows[20], trade_id="999999999999", price=-1.0)
+    future = dict(rows[30], trade_id="999999999998",
+                  trade_ts=datetime(2099, 1, 1, tzinfo=UTC), trade_date=datetime(2099, 1, 1).date())
+    _append(lake_copy, [duplicate, negative, future])
+    result = run_cli("check", "--json", "--freshness", "1m", "--lake", str(lake_copy), env=cli_env(None))
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in orjson.loads(result.stdout)}
+    assert checks["duplicates"]["status"] == "fail"
+    assert checks["duplicates"]["details"][0]["trade_id"] == duplicate["trade_id"]
+    assert checks["values"]["status"] == "fail" and checks["values"]["details"][0]["price"] == -1.0
+    assert checks["future"]["status"] == "fail"
+    assert checks["freshness"]["status"] == "fail"  # the simulated market is days old
+    assert checks["gaps"]["status"] == "fail"  # a duplicate makes the counts disagree
+
+
+def test_check_reports_an_unexplained_gap(lake_copy: Path) -> None:
+    delta = DeltaTable(str(lake_copy / "table" / "trades"))
+    victim = table_rows(lake_copy)[100]
+    delta.delete(f"symbol = '{victim['symbol']}' AND trade_id = '{victim['trade_id']}'")
+    result = run_cli("check", "--json", "--freshness", "3650d", "--lake", str(lake_copy), env=cli_env(None))
+    assert result.returncode == 1
+    gaps = next(c for c in orjson.loads(result.stdout) if c["name"] == "gaps")
+    product = next(d for d in gaps["details"] if d["symbol"] == victim["symbol"])
+    assert product["unexplained_gaps"] == [[int(victim["trade_id"]), int(victim["trade_id"])]]
+
+
+def test_compact_cli_rewrites_files_and_vacuums(lake_copy: Path) -> None:
+    before = table_rows(lake_copy)
+    files_before = len(DeltaTable(str(lake_copy / "table" / "trades")).file_uris())
+    result = run_cli("compact", "--zorder", "--vacuum", "--retain-hours", "1", "--lake", str(lake_copy),
+                     env=cli_env(None))
+    assert result.returncode == 0, result.stderr
+    assert "compacted: version" in result.stdout
+    assert len(DeltaTable(str(lake_copy / "table" / "trades")).file_uris()) < files_before
+    assert table_rows(lake_copy) == before
+    guard = run_cli("compact", "--vacuum", "--retain-hours", "0", "--lake", str(lake_copy),
+                    env=cli_env(None))
+    assert guard.returncode == 2 and "guard" in guard.stderr
