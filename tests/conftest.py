@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemahub.simulator.server import Faults, ManualClock, Simulator
-from tests.helpers import SIM_START, TEST_PRODUCTS
+from tests.helpers import PRODUCTS_FOR, SIM_START
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +28,10 @@ def make_sim() -> Iterator[SimFactory]:
     """Start simulators on a ManualClock (the head moves only when a test advances it)."""
     started: list[Simulator] = []
 
-    def factory(products: Any = TEST_PRODUCTS, faults: Faults | None = None, seed: int = 7,
-                start: float = SIM_START) -> Simulator:
-        sim = Simulator("coinbase", products, seed=seed, clock=ManualClock(start),
+    def factory(products: Any = None, faults: Faults | None = None, seed: int = 7,
+                start: float = SIM_START, exchange: str = "coinbase") -> Simulator:
+        products = PRODUCTS_FOR[exchange] if products is None else products
+        sim = Simulator(exchange, products, seed=seed, clock=ManualClock(start),
                         faults=faults or Faults(rate_limit=False)).start()
         started.append(sim)
         return sim

@@ -36,6 +36,33 @@ TEST_PRODUCTS = (
     ProductSpec("OLD-USD", 1.0, trades_per_s=0.1, history=50, status="delisted", trading_disabled=True),
 )
 
+BINANCE_TEST_PRODUCTS = (
+    ProductSpec("BTC-USDT", 64_005.0, mean_size=0.01, trades_per_s=8.0, history=9_500, first_id=5_100_000_001,
+                native_id="BTCUSDT", status="TRADING", gap_rate=0.001),
+    ProductSpec("ETH-USDT", 3_401.0, mean_size=0.3, trades_per_s=4.0, history=6_100, first_id=2_200_000_001,
+                native_id="ETHUSDT", status="TRADING", gap_rate=0.0),
+    ProductSpec("ETH-BTC", 0.0531, price_decimals=5, mean_size=0.5, trades_per_s=1.0, history=2_300,
+                first_id=400_000_001, native_id="ETHBTC", status="TRADING", gap_rate=0.0),
+    ProductSpec("LUNA-USDT", 0.5, trades_per_s=0.1, history=50, native_id="LUNAUSDT", status="BREAK"),
+)
+
+KRAKEN_TEST_PRODUCTS = (
+    ProductSpec("BTC-USD", 63_990.0, price_decimals=1, mean_size=0.02, trades_per_s=2.0, history=4_500,
+                first_id=80_000_001, native_id="XXBTZUSD", base_code="XBT", quote_code="USD", gap_rate=0.001),
+    ProductSpec("BTC-USDT", 64_001.0, price_decimals=1, mean_size=0.01, trades_per_s=0.5, history=2_100,
+                first_id=10_218_208, native_id="XBTUSDT", base_code="XBT", quote_code="USDT", gap_rate=0.0),
+    ProductSpec("DOGE-USD", 0.16, price_decimals=5, size_decimals=1, mean_size=900.0, trades_per_s=0.3,
+                history=1_200, first_id=9_000_001, native_id="XDGUSD", base_code="XDG", quote_code="USD",
+                gap_rate=0.0),
+    ProductSpec("LTC-USD", 70.0, mean_size=1.0, trades_per_s=0.2, history=1_500, first_id=1,
+                native_id="XLTCZUSD", base_code="LTC", quote_code="USD", legacy_ids=True, gap_rate=0.0),
+)
+
+PRODUCTS_FOR = {"coinbase": TEST_PRODUCTS, "binance": BINANCE_TEST_PRODUCTS, "kraken": KRAKEN_TEST_PRODUCTS}
+TRADED = {"coinbase": ["BTC-USD", "SOL-USD", "BTC-USDT"], "binance": ["BTC-USDT", "ETH-USDT", "ETH-BTC"],
+          "kraken": ["BTC-USD", "BTC-USDT", "DOGE-USD"]}
+"""Products with real trade ids that the generic tests ingest, per exchange."""
+
 # Short timeouts and backoffs: a test of failure paths should take seconds, not minutes.
 FAST_ENV = {
     "SCHEMAHUB_RETRY_BASE": "0.02",
@@ -50,7 +77,8 @@ FAST_ENV = {
 
 def settings(lake: Path, sim: Simulator | None, **env: str) -> Settings:
     url = sim.url if sim is not None else "http://127.0.0.1:9"
-    return Settings.load(str(lake), env={**FAST_ENV, "SCHEMAHUB_COINBASE_URL": url, **env})
+    exchange = sim.exchange if sim is not None else "coinbase"
+    return Settings.load(str(lake), env={**FAST_ENV, f"SCHEMAHUB_{exchange.upper()}_URL": url, **env})
 
 
 def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_us: int = EPOCH_2020_US,
@@ -58,14 +86,17 @@ def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_
            **env: str) -> IngestReport:
     options = IngestOptions(since_us=since_us, workers=workers, chunk_concurrency=chunks,
                             commit_interval_s=0.05)
-    return pipeline.ingest(settings(lake, sim, **env), "coinbase", list(products) if products else None,
-                           options, rate=rate, burst=burst)
+    if sim.exchange == "binance":
+        burst = max(burst, 300)  # weights: one historicalTrades request costs 25
+    return pipeline.ingest(settings(lake, sim, **env), sim.exchange, list(products) if products else None,
+                           options, rate=rate if sim.exchange != "binance" else rate * 25, burst=burst)
 
 
 def cli_env(sim: Simulator | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMAHUB_")}
     env.update(FAST_ENV)
-    env["SCHEMAHUB_COINBASE_URL"] = sim.url if sim is not None else "http://127.0.0.1:9"
+    exchange = sim.exchange if sim is not None else "coinbase"
+    env[f"SCHEMAHUB_{exchange.upper()}_URL"] = sim.url if sim is not None else "http://127.0.0.1:9"
     env.update(extra)
     return env
 
@@ -95,26 +126,37 @@ def raw_files(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple
     return out
 
 
-def raw_records(lake: Path, symbol: str) -> list[dict[str, Any]]:
+def raw_records(lake: Path, symbol: str, exchange: str = "coinbase") -> list[dict[str, Any]]:
     """Every raw trade line of a product, in file order."""
-    return [record for _, _, records in raw_files(lake, symbol) for record in records]
+    return [record for _, _, records in raw_files(lake, symbol, exchange) for record in records]
 
 
-def checkpoint(lake: Path, symbol: str) -> Checkpoint:
-    data = (lake / "state" / "checkpoints" / "coinbase" / f"{symbol}.json").read_bytes()
+def checkpoint(lake: Path, symbol: str, exchange: str = "coinbase") -> Checkpoint:
+    data = (lake / "state" / "checkpoints" / exchange / f"{symbol}.json").read_bytes()
     return Checkpoint.model_validate(orjson.loads(data))
 
 
-def gap_ranges(lake: Path, symbol: str) -> list[tuple[int, int]]:
-    path = lake / "state" / "gaps" / "coinbase" / f"{symbol}.json"
+def gap_ranges(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple[int, int]]:
+    path = lake / "state" / "gaps" / exchange / f"{symbol}.json"
     if not path.exists():
         return []
     log = GapLog.model_validate(orjson.loads(path.read_bytes()))
     return [(g.first_id, g.last_id) for g in log.gaps]
 
 
-def trade_id(record: dict[str, Any]) -> int:
-    return int(record["trade_id"])
+def trade_id(record: Any) -> int:
+    """The id of a raw record or a ground-truth wire trade, on any exchange."""
+    if isinstance(record, list):  # a Kraken wire row
+        return int(record[6])
+    for key in ("trade_id", "id", "a"):
+        if key in record:
+            return int(record[key])
+    raise KeyError(f"no trade id in {record}")
+
+
+def payload(record: dict[str, Any]) -> Any:
+    """What of a raw line the exchange sent (Kraken lines wrap the verbatim row)."""
+    return record["trade"] if "trade" in record and "id_kind" in record else record
 
 
 def truth_range(sim: Simulator, symbol: str, after_id: int, through_id: int) -> list[dict[str, Any]]:
@@ -133,17 +175,19 @@ def expand(ranges: list[tuple[int, int]]) -> list[int]:
 
 def assert_lake_matches_truth(lake: Path, sim: Simulator, symbol: str) -> Checkpoint:
     """Raw lines == ground truth, verbatim, trade by trade; gaps == the simulator's skipped ids."""
-    cp = checkpoint(lake, symbol)
-    records = raw_records(lake, symbol)
+    exchange = sim.exchange
+    cp = checkpoint(lake, symbol, exchange)
+    records = raw_records(lake, symbol, exchange)
     ids = [trade_id(r) for r in records]
     assert len(ids) == len(set(ids)), f"{symbol}: duplicate trade ids in the raw layer"
-    got = sorted(records, key=trade_id)
+    got = [payload(r) for r in sorted(records, key=trade_id)]
     want = truth_range(sim, symbol, cp.start_after_id, cp.last_trade_id)
     assert len(got) == len(want), f"{symbol}: {len(got)} raw trades, ground truth has {len(want)}"
     for mine, theirs in zip(got, want, strict=True):
         # Verbatim: same keys in the same order, same values, same JSON types.
         assert orjson.dumps(mine) == orjson.dumps(theirs), f"{symbol}: raw {mine} != truth {theirs}"
-    assert expand(gap_ranges(lake, symbol)) == skipped_ids(sim, symbol, cp.start_after_id, cp.last_trade_id)
+    assert expand(gap_ranges(lake, symbol, exchange)) == skipped_ids(sim, symbol, cp.start_after_id,
+                                                                      cp.last_trade_id)
     return cp
 
 
@@ -174,14 +218,14 @@ def transform(lake: Path, **options: Any) -> Any:
     return pipeline.transform(settings(lake, None), TransformOptions(**options))
 
 
-def table_rows(lake: Path, version: int | None = None) -> list[dict[str, Any]]:
+def table_rows(lake: Path, version: int | None = None, exchange: str | None = None) -> list[dict[str, Any]]:
     """Every row of the unified table, sorted by its primary key."""
     from deltalake import DeltaTable
 
     delta = DeltaTable(str(lake / "table" / "trades"))
     if version is not None:
         delta.load_as_version(version)
-    rows = delta.to_pyarrow_table().to_pylist()
+    rows = [r for r in delta.to_pyarrow_table().to_pylist() if exchange is None or r["exchange"] == exchange]
     return sorted(rows, key=lambda r: (r["exchange"], r["symbol"], int(r["trade_id"])))
 
 
@@ -190,14 +234,15 @@ def expected_rows(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[di
     exact microsecond times, and ingest_ts from the raw file each trade was fetched in."""
     from schemahub.sources.base import us_to_datetime
 
+    exchange = sim.exchange
     rows = []
     for symbol in sorted(symbols):
         fetched: dict[int, datetime] = {}
-        for _, header, records in raw_files(lake, symbol):
+        for _, header, records in raw_files(lake, symbol, exchange):
             for record in records:  # a trade in two raw files keeps its first fetch time
                 seen = fetched.get(trade_id(record), header.fetched_at)
                 fetched[trade_id(record)] = min(header.fetched_at, seen)
-        window = checkpoint(lake, symbol)
+        window = checkpoint(lake, symbol, exchange)
         market = sim.market(symbol)
         for trade in market.trades(0, market.visible(sim.now_us())):
             if not window.start_after_id < trade.trade_id <= window.last_trade_id:
@@ -205,7 +250,7 @@ def expected_rows(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[di
             assert trade.trade_id in fetched, f"{symbol} {trade.trade_id} is in no raw file"
             moment = us_to_datetime(trade.time_us)
             rows.append({
-                "exchange": "coinbase", "symbol": symbol, "trade_id": str(trade.trade_id),
+                "exchange": exchange, "symbol": symbol, "trade_id": str(trade.trade_id), "id_kind": "trade",
                 "side": trade.taker_side, "price": float(trade.price), "quantity": float(trade.size),
                 "trade_ts": moment, "ingest_ts": fetched[trade.trade_id], "trade_date": moment.date(),
             })
@@ -214,7 +259,7 @@ def expected_rows(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[di
 
 def assert_table_matches_truth(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[dict[str, Any]]:
     """Row by row, every column: taker side, µs timestamps, exact ids; no loss, no duplicate."""
-    got = table_rows(lake)
+    got = table_rows(lake, exchange=sim.exchange)
     keys = [(r["exchange"], r["symbol"], r["trade_id"]) for r in got]
     assert len(keys) == len(set(keys)), "duplicate primary keys in the table"
     want = expected_rows(lake, sim, symbols)

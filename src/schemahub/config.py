@@ -6,6 +6,7 @@ when it is read, and a bad one is a ``ConfigError`` that names the variable.
 =================================  ==========================================================
 ``SCHEMAHUB_LAKE``                 lake location (default ``./lake``)
 ``SCHEMAHUB_<EXCHANGE>_URL``       base URL of an exchange, e.g. the simulator or a proxy
+``SCHEMAHUB_<EXCHANGE>_ENDPOINT``  which trade endpoint (Binance: historicalTrades or aggTrades)
 ``SCHEMAHUB_HTTP_CONNECT_TIMEOUT`` seconds to open a connection (default 5)
 ``SCHEMAHUB_HTTP_READ_TIMEOUT``    seconds to wait for an answer (default 15)
 ``SCHEMAHUB_RETRY_MAX_ATTEMPTS``   attempts per request (default 8)
@@ -66,18 +67,28 @@ class Settings:
     def lock_ttl(self) -> float:
         return _number(self.env, "SCHEMAHUB_LOCK_TTL", 30.0, minimum=1.0)
 
+    def exchange_endpoint(self, source: type[TradeSource]) -> str:
+        """Which trade endpoint to ingest from (``SCHEMAHUB_<EXCHANGE>_ENDPOINT``)."""
+        variable = f"SCHEMAHUB_{source.name.upper()}_ENDPOINT"
+        endpoint = self.env.get(variable) or source.endpoints[0]
+        if endpoint not in source.endpoints:
+            raise ConfigError(f"{variable}={endpoint!r}: {source.name} offers {', '.join(source.endpoints)}")
+        return endpoint
+
     def client_config(self, source: type[TradeSource], rate: float | None = None,
                       burst: int | None = None, unlimited: bool = False) -> ClientConfig:
         """HTTP settings for one exchange: its documented limit unless overridden."""
-        default_rate, default_burst = source.rate_limit.client_bucket(source.limiter_headroom)
         env = self.env
         return ClientConfig(
             base_url=self.exchange_url(source),
-            rate=None if unlimited else (rate or default_rate),
-            burst=burst or default_burst,
+            rate=None if unlimited else (rate or source.client_limit.rate),
+            burst=burst or source.client_limit.burst,
             connect_timeout=_number(env, "SCHEMAHUB_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.01),
             read_timeout=_number(env, "SCHEMAHUB_HTTP_READ_TIMEOUT", 15.0, minimum=0.01),
-            rate_limit_pause=_number(env, "SCHEMAHUB_RATE_LIMIT_PAUSE", 1.0),
+            rate_limit_pause=_number(env, "SCHEMAHUB_RATE_LIMIT_PAUSE", source.rate_limit_pause),
+            headers=source.request_headers,
+            used_weight_header=source.used_weight_header,
+            weight_per_minute=None if unlimited else source.weight_per_minute,
             retry=RetryPolicy(
                 max_attempts=int(_number(env, "SCHEMAHUB_RETRY_MAX_ATTEMPTS", 8, minimum=1)),
                 base=_number(env, "SCHEMAHUB_RETRY_BASE", 0.5),

@@ -18,6 +18,7 @@ at the boundary that sees them, so callers only ever handle ``SchemahubError``.
     │   ├── ExchangeConnectionError [T] refused, reset, truncated body
     │   ├── MalformedResponse    [T]    body that is not what the API promises
     │   ├── ExchangeRejected            other 4xx: our request is wrong, retrying won't help
+    │   ├── ExchangeBanned              418: the IP is banned; stop calling this exchange at once
     │   └── CircuitOpen                 too many consecutive failures: wait for a probe, or stop
     ├── StateError                      lake state that cannot be trusted
     │   ├── CorruptState                unreadable checkpoint, lease, gap log or raw header
@@ -105,6 +106,15 @@ class MalformedResponse(Transient, ExchangeError):
 
 class ExchangeRejected(ExchangeError):
     """HTTP 4xx other than rate limiting: the request itself is wrong."""
+
+
+class ExchangeBanned(ExchangeError):
+    """The exchange banned our IP (Binance 418). Never retried: each call extends the ban."""
+
+    def __init__(self, message: str, *, exchange: str, url: str | None = None,
+                 banned_for: float | None = None) -> None:
+        super().__init__(message, exchange=exchange, url=url, status=418)
+        self.banned_for = banned_for
 
 
 class CircuitOpen(ExchangeError):

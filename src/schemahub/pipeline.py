@@ -8,8 +8,9 @@ and `--help` start without loading them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from schemahub.ingest.engine import IngestOptions, Ingestor
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress
 from schemahub.sources.base import Product, TradeSource
-from schemahub.sources.registry import source_class
+from schemahub.sources.registry import list_exchanges, source_class
 
 if TYPE_CHECKING:
     from schemahub.quality.checks import CheckOptions, CheckResult
@@ -66,17 +67,24 @@ def open_source(settings: Settings, exchange: str, *, rate: float | None = None,
                 ) -> Iterator[TradeSource]:
     cls = source_class(exchange)
     config = settings.client_config(cls, rate=rate, burst=burst, unlimited=unlimited)
+    endpoint = settings.exchange_endpoint(cls)
     with ExchangeClient(exchange, config, transport=transport) as client:
-        yield cls(client)
+        yield cls(client, endpoint)
 
 
-def choose_products(source: TradeSource, lake: Lake, requested: list[str] | None) -> list[Product]:
+def choose_products(source: TradeSource, lake: Lake, requested: list[str] | None,
+                    strict: bool = True) -> list[Product]:
     """``--products`` if given, else the lake's seed file; checked against the exchange's list.
 
     Asking the exchange first also proves it is reachable before anything is written.
+    ``strict=False`` (several exchanges at once) keeps the requested products this
+    exchange lists and ignores the others.
     """
     if requested:
-        return product_list.resolve(requested, source.list_products(), source.name)
+        available = source.list_products()
+        if strict:
+            return product_list.resolve(requested, available, source.name)
+        return product_list.pick(requested, available)
     seed = product_list.load_seed(lake.storage, source.name)
     if seed is None or not seed.products:
         raise ConfigError(f"no products to ingest: pass --products, or run "
@@ -95,15 +103,57 @@ def choose_products(source: TradeSource, lake: Lake, requested: list[str] | None
 def ingest(settings: Settings, exchange: str, requested: list[str] | None, options: IngestOptions, *,
            dry_run: bool = False, rate: float | None = None, burst: int | None = None,
            unlimited: bool = False, progress: Progress | None = None) -> IngestReport:
+    """Ingest one exchange."""
+    return ingest_many(settings, [exchange], requested, lambda _: options, dry_run=dry_run, rate=rate,
+                       burst=burst, unlimited=unlimited, progress=progress)[0]
+
+
+def resolve_exchanges(names: list[str]) -> list[str]:
+    """``all`` or a list of registered exchange names (each validated)."""
+    if names == ["all"]:
+        return list_exchanges()
+    for name in names:
+        source_class(name)
+    return list(dict.fromkeys(names))
+
+
+def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] | None,
+                options_for: Callable[[type[TradeSource]], IngestOptions], *, dry_run: bool = False,
+                rate: float | None = None, burst: int | None = None, unlimited: bool = False,
+                progress: Progress | None = None) -> list[IngestReport]:
+    """Ingest several exchanges at once: each within its own limits, in its own thread.
+
+    Products are resolved on every exchange before anything is written; with several
+    exchanges, each takes the requested products it lists, and a product no exchange
+    lists is an error.
+    """
     lake = open_lake(settings)
-    with open_source(settings, exchange, rate=rate, burst=burst, unlimited=unlimited) as source:
-        chosen = choose_products(source, lake, requested)
+    with ExitStack() as stack:
+        sources = [stack.enter_context(open_source(settings, name, rate=rate, burst=burst,
+                                                   unlimited=unlimited)) for name in exchanges]
+        strict = len(sources) == 1
+        chosen = [choose_products(source, lake, requested, strict=strict) for source in sources]
+        if requested and not strict:
+            found = {name.strip().upper() for products in chosen for p in products
+                     for name in (p.symbol, p.native_id.upper())}
+            unknown = [name for name in requested if name.strip().upper() not in found]
+            if unknown:
+                raise ConfigError(f"no selected exchange lists {', '.join(unknown)}")
         if not dry_run:
             lake.clear_orphans()
-        ingestor = Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.lock_ttl, progress=progress)
-        if dry_run:
-            return ingestor.plan(chosen, options)
-        return ingestor.run(chosen, options)
+
+        def run(source: TradeSource, products: list[Product]) -> IngestReport:
+            ingestor = Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.lock_ttl,
+                                progress=progress)
+            options = options_for(type(source))
+            return ingestor.plan(products, options) if dry_run else ingestor.run(products, options)
+
+        if len(sources) == 1:
+            return [run(sources[0], chosen[0])]
+        with ThreadPoolExecutor(len(sources), thread_name_prefix="exchange") as pool:
+            futures = [pool.submit(run, source, products)
+                       for source, products in zip(sources, chosen, strict=True)]
+            return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)

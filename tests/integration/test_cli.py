@@ -23,7 +23,7 @@ def test_unknown_exchange(tmp_path: Path) -> None:
     result = run_cli("ingest", "--exchange", "nope", "--products", "BTC-USD", "--lake", str(lake),
                      env=cli_env(None))
     assert result.returncode == 2
-    assert "unknown exchange 'nope'; known: coinbase" in result.stderr
+    assert "unknown exchange 'nope'; known: binance, coinbase, kraken" in result.stderr
     assert _nothing_written(lake)
 
 

@@ -118,10 +118,11 @@ def test_a_second_run_of_the_same_job_exits_while_the_first_is_active(tmp_path: 
     args = [*_ingest_args(tmp_path), "--job", "hourly"]
     first = subprocess.Popen(cli_args(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    while not (tmp_path / "state" / "locks" / "run" / "hourly.json").exists() and first.poll() is None:
+    while not (tmp_path / "state" / "locks" / "run" / "hourly" / "coinbase.json").exists() \
+            and first.poll() is None:
         time.sleep(0.002)
     second = run_cli(*args, env=env)
     first.communicate(timeout=120)
     assert first.returncode == 0
     assert second.returncode == 3, second.stderr
-    assert "run/hourly is held by" in second.stderr
+    assert "run/hourly/coinbase is held by" in second.stderr

@@ -14,7 +14,7 @@ from schemahub.errors import (
 )
 from schemahub.http.breaker import CircuitBreaker
 from schemahub.http.client import parse_retry_after, redact_url
-from schemahub.http.ratelimit import RateLimit, TokenBucket
+from schemahub.http.ratelimit import TokenBucket
 from schemahub.http.retry import RetryPolicy
 from tests.helpers import FakeClock
 
@@ -69,9 +69,13 @@ def test_unlimited_bucket_never_waits() -> None:
     assert all(bucket.reserve() == 0 for _ in range(1000))
 
 
-def test_client_bucket_keeps_headroom_below_the_documented_burst() -> None:
-    assert RateLimit(10.0, 15).client_bucket(headroom=5) == (10.0, 10)
-    assert RateLimit(1.0, 1).client_bucket(headroom=5) == (1.0, 1)
+def test_weighted_requests_take_their_weight() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(100.0, 300, clock=clock, sleep=clock.sleep)
+    assert [bucket.reserve(25) for _ in range(12)] == [0.0] * 12  # 300 weight of burst
+    assert bucket.reserve(25) == pytest.approx(0.25)  # then 25 weight at 100/s
+    bucket.reconfigure(50.0, 100)
+    assert bucket.reserve(25) == pytest.approx(1.0)  # the queued deficit (50) drains at the new 50/s
 
 
 # -- circuit breaker -----------------------------------------------------------------------

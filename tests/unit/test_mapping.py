@@ -24,6 +24,7 @@ fields:
   exchange: {const: coinbase}
   symbol: {context: symbol}
   trade_id: {path: trade_id, type: string}
+  id_kind: {const: trade}
   side: {path: side, type: string, map: {buy: sell, sell: buy}}
   price: {path: price, type: decimal}
   quantity: {path: size, type: decimal}
@@ -41,15 +42,15 @@ def test_the_packaged_coinbase_mapping_is_valid() -> None:
 
 @pytest.mark.parametrize(("text", "line", "message"), [
     (GOOD.replace("  price: {path: price, type: decimal}\n",
-                  "  price: {path: price, type: decimal, scale: 2}\n"), 9, "unknown key 'scale'"),
+                  "  price: {path: price, type: decimal, scale: 2}\n"), 10, "unknown key 'scale'"),
     (GOOD.replace("mapping_version: 1", "mapping_version: one"), 1, "mapping_version"),
     (GOOD.replace("  quantity: {path: size, type: decimal}\n", ""), 4, "missing unified column(s): quantity"),
     (GOOD.replace("endpoint: trades\n", ""), None, "missing required key 'endpoint'"),
-    (GOOD.replace("type: timestamp, format: iso8601", "type: timestamp"), 11, "needs a format"),
-    (GOOD.replace("{path: price, type: decimal}", "{path: price, const: '1'}"), 9, "exactly one of"),
-    (GOOD.replace("path: size,", "path: 'size; DROP TABLE x',"), 10, "is not a key"),
-    (GOOD.replace("{path: price, type: decimal}", "{path: price, type: string}"), 9, "type must be decimal"),
-    (GOOD + "  volume: {path: v, type: decimal}\n", 13, "unknown column(s): volume"),
+    (GOOD.replace("type: timestamp, format: iso8601", "type: timestamp"), 12, "needs a format"),
+    (GOOD.replace("{path: price, type: decimal}", "{path: price, const: '1'}"), 10, "exactly one of"),
+    (GOOD.replace("path: size,", "path: 'size; DROP TABLE x',"), 11, "is not a key"),
+    (GOOD.replace("{path: price, type: decimal}", "{path: price, type: string}"), 10, "type must be decimal"),
+    (GOOD + "  volume: {path: v, type: decimal}\n", 14, "unknown column(s): volume"),
     (GOOD.replace("fields:", "fields: [oops"), 5, "not valid YAML"),
     (GOOD.replace("exchange: coinbase\n", "exchange: ../x\n", 1), 2, "invalid exchange name"),
 ])

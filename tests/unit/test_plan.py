@@ -16,10 +16,9 @@ from schemahub.ingest.plan import (
     Contiguity,
     count_chunks,
     default_concurrency,
-    first_id_at_or_after,
     plan_chunks,
 )
-from schemahub.sources.base import RangeFetch, RawTrade, TradeRef
+from schemahub.sources.base import RangeFetch, RawTrade, TradeRef, first_id_at_or_after
 
 
 def test_chunks_follow_the_dense_id_grid_and_stop_at_the_head() -> None:

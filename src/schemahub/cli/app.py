@@ -41,6 +41,8 @@ LakeOption = Annotated[str | None, typer.Option(
     "--lake", envvar="SCHEMAHUB_LAKE", show_envvar=True,
     help="Lake location: a local directory (default ./lake).")]
 ExchangeOption = Annotated[str, typer.Option("--exchange", "-e", help="Exchange name, e.g. coinbase.")]
+ExchangesOption = Annotated[str, typer.Option(
+    "--exchange", "-e", help="Exchange(s): coinbase, binance, kraken; several with commas, or all.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 

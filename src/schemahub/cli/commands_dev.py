@@ -37,14 +37,15 @@ def simulate(
     """Serve a simulated exchange over HTTP until interrupted (prints its URL first)."""
     from dataclasses import replace
 
-    from schemahub.simulator.server import DEFAULT_PRODUCTS, EXCHANGES, Faults, Simulator
+    from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES
+    from schemahub.simulator.server import Faults, Simulator
 
     if exchange not in EXCHANGES:
         raise ConfigError(f"no simulator for {exchange!r}; available: {', '.join(EXCHANGES)}")
     faults = Faults(latency_s=latency, latency_jitter_s=jitter, error_rate=error_rate, hang_rate=hang_rate,
                     truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit, rate=rate,
                     burst=burst)
-    specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in DEFAULT_PRODUCTS]
+    specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in DEFAULT_PRODUCTS[exchange]]
     try:
         sim = Simulator(exchange, specs, seed=seed, host=host, port=port, faults=faults)
     except OSError as exc:

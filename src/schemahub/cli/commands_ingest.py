@@ -13,6 +13,7 @@ from schemahub import pipeline
 from schemahub.cli import output
 from schemahub.cli.app import (
     ExchangeOption,
+    ExchangesOption,
     LakeOption,
     app,
     checkpoints_app,
@@ -28,13 +29,13 @@ from schemahub.cli.progress import LogProgress, TerminalProgress
 from schemahub.config import Settings
 from schemahub.ingest.engine import IngestOptions
 from schemahub.ingest.plan import default_concurrency
-from schemahub.sources.registry import source_class
+from schemahub.sources.base import TradeSource
 
 
 @app.command()
 @errors
 def ingest(
-    exchange: ExchangeOption = "coinbase",
+    exchange: ExchangesOption = "coinbase",
     products: Annotated[str | None, typer.Option(
         "--products", "-p",
         help="Comma-separated products (BTC-USD,ETH-USD). Default: the seed file.")] = None,
@@ -57,46 +58,57 @@ def ingest(
 ) -> None:
     """Fetch new trades into the raw lake and advance each product's watermark."""
     since_us = parse_since(since) if since is not None else None
-    cls = source_class(exchange)
+    exchanges = pipeline.resolve_exchanges(split_names(exchange) or [])
     requested = split_names(products)
     settings = Settings.load(lake)
-    default_workers, default_chunks = default_concurrency(
-        rate or cls.rate_limit.rate, cls.typical_latency_s, len(requested) if requested else 4)
-    options = IngestOptions(since_us=since_us, workers=workers or default_workers,
-                            chunk_concurrency=chunk_concurrency or default_chunks,
-                            lock_wait_s=lock_wait, job=job)
+
+    def options_for(cls: type[TradeSource]) -> IngestOptions:
+        page_rate = rate / cls.page_weight.get(settings.exchange_endpoint(cls), 1) if rate else \
+            cls.page_requests_per_second(settings.exchange_endpoint(cls))
+        default_workers, default_chunks = default_concurrency(
+            page_rate, cls.typical_latency_s, len(requested) if requested else 4)
+        return IngestOptions(since_us=since_us, workers=workers or default_workers,
+                             chunk_concurrency=chunk_concurrency or default_chunks,
+                             lock_wait_s=lock_wait, job=job)
+
     progress = TerminalProgress(err) if context.interactive and not dry_run else LogProgress()
     with ExitStack() as stack:
         stack.enter_context(progress)
         stack.enter_context(terminate_as_interrupt())
-        report = pipeline.ingest(settings, exchange, requested, options, dry_run=dry_run, rate=rate,
-                                 burst=burst, progress=progress)
+        reports = pipeline.ingest_many(settings, exchanges, requested, options_for, dry_run=dry_run,
+                                       rate=rate, burst=burst, progress=progress)
     if json_output:
-        output.print_json(report.to_dict())
+        if len(reports) == 1:
+            output.print_json(reports[0].to_dict())
+        else:
+            output.print_json({"ok": all(r.ok for r in reports), "reports": [r.to_dict() for r in reports]})
     else:
-        output.print_ingest(report, out)
-    if report.interrupted:
+        for report in reports:
+            output.print_ingest(report, out)
+    if any(r.interrupted for r in reports):
         raise typer.Exit(130)
-    if not report.ok:
+    if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
 
 @app.command("update-seed")
 @errors
 def update_seed(
-    exchange: ExchangeOption = "coinbase",
+    exchange: ExchangesOption = "coinbase",
     filter: Annotated[str | None, typer.Option(
         "--filter", help="Regular expression the product symbol must contain, e.g. '-USD$'.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the products; write nothing.")] = False,
     lake: LakeOption = None,
 ) -> None:
     """Fetch the exchange's product list and write the seed file ingest uses by default."""
-    result = pipeline.update_seed(Settings.load(lake), exchange, filter, dry_run)
-    names = ", ".join(p.symbol for p in result.products)
-    if result.written_to is None:
-        out.print(f"would write {len(result.products)} {exchange} products: {names}")
-    else:
-        out.print(f"wrote {len(result.products)} {exchange} products to {result.written_to}: {names}")
+    settings = Settings.load(lake)
+    for name in pipeline.resolve_exchanges(split_names(exchange) or []):
+        result = pipeline.update_seed(settings, name, filter, dry_run)
+        names = ", ".join(p.symbol for p in result.products)
+        if result.written_to is None:
+            out.print(f"would write {len(result.products)} {name} products: {names}")
+        else:
+            out.print(f"wrote {len(result.products)} {name} products to {result.written_to}: {names}")
 
 
 @app.command()

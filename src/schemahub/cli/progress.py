@@ -46,7 +46,7 @@ class TerminalProgress:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.description:<12}"), BarColumn(bar_width=28), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description:<20}"), BarColumn(bar_width=28), MofNCompleteColumn(),
             _RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
             refresh_per_second=4,
         )
@@ -61,28 +61,28 @@ class TerminalProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def product_started(self, symbol: str, total_ids: int) -> None:
+    def product_started(self, name: str, total_ids: int | None) -> None:
         with self._lock:
-            self._tasks[symbol] = self._progress.add_task(symbol, total=total_ids, trades=0)
-            self._trades[symbol] = 0
+            self._tasks[name] = self._progress.add_task(name, total=total_ids, trades=0)
+            self._trades[name] = 0
 
-    def chunk_done(self, symbol: str, ids: int, trades: int, stats: RequestStats) -> None:
+    def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
         with self._lock:
-            self._trades[symbol] += trades
+            self._trades[name] += trades
             snap = stats.snapshot()
-            self._progress.update(self._tasks[symbol], advance=ids, trades=self._trades[symbol],
+            self._progress.update(self._tasks[name], advance=ids, trades=self._trades[name],
                                   requests=snap["requests"], limited=snap["rate_limited"])
 
     def product_finished(self, report: ProductReport) -> None:
         with self._lock:
-            task = self._tasks.get(report.symbol)
+            task = self._tasks.get(report.label)
             if task is not None:
-                self._progress.update(task, description=f"{report.symbol} {report.status.value}")
+                self._progress.update(task, description=f"{report.label} {report.status.value}")
 
 
 @dataclass
 class _Counts:
-    total: int
+    total: int | None
     done: int = 0
     trades: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -103,34 +103,34 @@ class LogProgress:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def product_started(self, symbol: str, total_ids: int) -> None:
+    def product_started(self, name: str, total_ids: int | None) -> None:
         with self._lock:
-            self._counts[symbol] = _Counts(total_ids)
-        log.info("ingesting %s: %d ids to cover", symbol, total_ids,
-                 extra={"event": "product_started", "symbol": symbol, "total_ids": total_ids})
+            self._counts[name] = _Counts(total_ids)
+        log.info("ingesting %s: %s ids to cover", name, "?" if total_ids is None else total_ids,
+                 extra={"event": "product_started", "product": name, "total_ids": total_ids})
 
-    def chunk_done(self, symbol: str, ids: int, trades: int, stats: RequestStats) -> None:
+    def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
         with self._lock:
-            counts = self._counts[symbol]
+            counts = self._counts[name]
             counts.done += ids
             counts.trades += trades
             now = time.monotonic()
             if now - self._last < self.interval:
                 return
             self._last = now
-            lines = [(s, c) for s, c in self._counts.items() if c.done < c.total]
-        for name, c in lines:
+            lines = [(s, c) for s, c in self._counts.items() if c.total is None or c.done < c.total]
+        for product, c in lines:
             elapsed = max(now - c.started, 1e-9)
             rate = c.done / elapsed
-            eta = (c.total - c.done) / rate if rate > 0 else None
-            log.info("%s %d/%d ids, %d trades, %.0f trades/s", name, c.done, c.total, c.trades,
-                     c.trades / elapsed,
-                     extra={"event": "progress", "symbol": name, "done_ids": c.done, "total_ids": c.total,
+            eta = (c.total - c.done) / rate if rate > 0 and c.total is not None else None
+            log.info("%s %d/%s ids, %d trades, %.0f trades/s", product, c.done,
+                     "?" if c.total is None else c.total, c.trades, c.trades / elapsed,
+                     extra={"event": "progress", "product": product, "done_ids": c.done, "total_ids": c.total,
                             "trades": c.trades, "trades_per_s": round(c.trades / elapsed, 1),
                             "eta_s": None if eta is None else round(eta, 1)})
 
     def product_finished(self, report: ProductReport) -> None:
-        log.info("%s %s: %d trades", report.symbol, report.status.value, report.trades,
-                 extra={"event": "product_finished", "symbol": report.symbol,
+        log.info("%s %s: %d trades", report.label, report.status.value, report.trades,
+                 extra={"event": "product_finished", "exchange": report.exchange, "symbol": report.symbol,
                         "status": report.status.value, "trades": report.trades,
                         "watermark": report.watermark_after, "error": report.error})

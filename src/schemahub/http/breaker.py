@@ -11,6 +11,10 @@
 Only failures that say something about the exchange's health count: 5xx, timeouts,
 connection errors, garbled bodies. A 429 proves the exchange is alive (the rate
 limiter deals with it) and a 4xx is our mistake.
+
+A *ban* (Binance's 418: the IP ignored 429s) opens the circuit for good at once: every
+further call fails without touching the network, because each one would extend a ban
+that escalates from minutes to days.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._probe_in_flight = False
         self._last_error = ""
+        self._ban: str | None = None
         self.trips = 0
 
     @property
@@ -84,6 +89,13 @@ class CircuitBreaker:
             if self._state is State.HALF_OPEN:
                 self._probe_in_flight = False
 
+    def ban(self, reason: str) -> None:
+        """The exchange banned us: stop calling it for the rest of this run."""
+        with self._lock:
+            self._state = State.DEAD
+            self._ban = reason
+            self.trips += 1
+
     def on_failure(self, reason: str) -> None:
         with self._lock:
             self._last_error = reason
@@ -108,7 +120,9 @@ class CircuitBreaker:
         self.trips += 1
 
     def _error(self, *, dead: bool, retry_in: float) -> CircuitOpen:
-        if dead:
+        if self._ban is not None:
+            msg = f"{self.exchange} banned this IP ({self._ban}); no more requests this run"
+        elif dead:
             msg = (f"{self.exchange} looks down: {self.failure_threshold} consecutive failures and "
                    f"{self.max_failed_probes} failed recovery probes (last error: {self._last_error})")
         else:

@@ -22,6 +22,7 @@ import orjson
 
 from schemahub import __version__
 from schemahub.errors import (
+    ExchangeBanned,
     ExchangeConnectionError,
     ExchangeRejected,
     ExchangeTimeout,
@@ -62,6 +63,12 @@ class ClientConfig:
     breaker_threshold: int = 8
     breaker_cooldown: float = 2.0
     breaker_probes: int = 3
+    headers: tuple[tuple[str, str], ...] = ()
+    """Sent with every request (e.g. Binance's X-MBX-TIME-UNIT)."""
+    used_weight_header: str | None = None
+    """A response header with the weight this IP used in the current minute (Binance)."""
+    weight_per_minute: int | None = None
+    """The exchange's weight budget per minute; near it, every thread waits for the next minute."""
 
 
 @dataclass
@@ -76,6 +83,7 @@ class RequestStats:
     connection_errors: int = 0
     malformed: int = 0
     bytes: int = 0
+    banned: int = 0
     limiter_wait_s: float = 0.0
     latency_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -114,6 +122,7 @@ class ExchangeClient:
             exchange, failure_threshold=config.breaker_threshold,
             cooldown=config.breaker_cooldown, max_failed_probes=config.breaker_probes)
         self.stats = RequestStats()
+        self.weight_per_minute = config.weight_per_minute
         limits = httpx.Limits(max_connections=config.max_connections,
                               max_keepalive_connections=config.max_connections)
         self._http = httpx.Client(
@@ -121,11 +130,22 @@ class ExchangeClient:
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             limits=limits,
             transport=transport,
-            headers={"User-Agent": f"schemahub/{__version__}", "Accept": "application/json"},
+            headers={"User-Agent": f"schemahub/{__version__}", "Accept": "application/json",
+                     **dict(config.headers)},
         )
 
     def close(self) -> None:
         self._http.close()
+
+    def set_weight_budget(self, per_minute: int) -> None:
+        """Adopt the exchange's announced weight budget (e.g. Binance exchangeInfo.rateLimits).
+
+        A fixed one-minute window allows at most ``burst + 60 x rate`` weight in any
+        minute; 95 % of the budget as rate and 5 % as burst never exceeds it.
+        """
+        self.weight_per_minute = per_minute
+        if self.bucket.rate is not None:
+            self.bucket.reconfigure(0.95 * per_minute / 60.0, max(1, int(0.05 * per_minute)))
 
     def __enter__(self) -> ExchangeClient:
         return self
@@ -139,12 +159,15 @@ class ExchangeClient:
         return self.fetch(path, params, lambda response: response, stats)
 
     def fetch(self, path: str, params: Mapping[str, str | int] | None,
-              parse: Callable[[JsonResponse], T], stats: RequestStats | None = None) -> T:
+              parse: Callable[[JsonResponse], T], stats: RequestStats | None = None,
+              weight: int = 1) -> T:
         """GET ``path`` and ``parse`` the answer, retrying both as one attempt.
 
         ``parse`` raises ``MalformedResponse`` (see ``shape_error``) when the body is not the
         documented shape; that is retried like a truncated body, and counts as a failure
-        for the circuit breaker.
+        for the circuit breaker. It may also raise ``RateLimited`` or another
+        ``ExchangeError`` for errors an exchange reports inside a 200 answer (Kraken).
+        ``weight`` is the request's cost in the exchange's budget (1 unless it weighs them).
         """
         counters = [self.stats] if stats is None else [self.stats, stats]
 
@@ -157,13 +180,13 @@ class ExchangeClient:
             log.warning("retrying %s %s in %.2fs: %s", self.exchange, path, delay, exc,
                         extra={"exchange": self.exchange, "delay_s": round(delay, 3)})
 
-        return self.config.retry.call(lambda: self._attempt(path, params, parse, count),
+        return self.config.retry.call(lambda: self._attempt(path, params, parse, count, weight),
                                       on_retry=on_retry)
 
     def _attempt(self, path: str, params: Mapping[str, str | int] | None,
-                 parse: Callable[[JsonResponse], T], count: Count) -> T:
+                 parse: Callable[[JsonResponse], T], count: Count, weight: int) -> T:
         self.breaker.before_call()
-        count(limiter_wait_s=self.bucket.acquire())
+        count(limiter_wait_s=self.bucket.acquire(weight))
         started = time.monotonic()
         outcome_recorded = False
         try:
@@ -184,6 +207,18 @@ class ExchangeClient:
             self.breaker.on_success()
             outcome_recorded = True
             return result
+        except RateLimited as exc:
+            # Every thread of this exchange backs off, not just the one that was told.
+            pause = exc.retry_after if exc.retry_after is not None else self.config.rate_limit_pause
+            self.bucket.pause(pause)
+            count(rate_limited=1)
+            raise
+        except ExchangeBanned as exc:
+            self.breaker.ban(str(exc))
+            count(banned=1)
+            outcome_recorded = True
+            log.error("%s", exc, extra={"exchange": self.exchange, "banned_for_s": exc.banned_for})
+            raise
         except (ExchangeUnavailable, ExchangeTimeout, ExchangeConnectionError, MalformedResponse) as exc:
             if isinstance(exc, MalformedResponse):
                 count(malformed=1)
@@ -197,10 +232,13 @@ class ExchangeClient:
     def _interpret(self, response: httpx.Response, elapsed: float, count: Count) -> JsonResponse:
         url = redact_url(str(response.request.url))
         status = response.status_code
+        if status == 418:
+            banned_for = parse_retry_after(response.headers.get("Retry-After"))
+            raise ExchangeBanned(f"{self.exchange} answered 418 (IP banned for {banned_for or '?'}s): "
+                                 f"{_error_text(response)}", exchange=self.exchange, url=url,
+                                 banned_for=banned_for)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            self.bucket.pause(retry_after if retry_after is not None else self.config.rate_limit_pause)
-            count(rate_limited=1)
             raise RateLimited(f"{self.exchange} rate limit hit (429): {_error_text(response)}",
                               exchange=self.exchange, url=url, retry_after=retry_after)
         if status >= 500:
@@ -210,6 +248,7 @@ class ExchangeClient:
         if status >= 400:
             raise ExchangeRejected(f"{self.exchange} rejected {url} with {status}: {_error_text(response)}",
                                    exchange=self.exchange, url=url, status=status)
+        self._watch_weight(response)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -218,6 +257,22 @@ class ExchangeClient:
                                     exchange=self.exchange, url=url, status=status) from exc
         return JsonResponse(data=data, status=status, headers=response.headers, url=url,
                             fetched_at=datetime.now(UTC), elapsed=elapsed, size=len(response.content))
+
+
+    def _watch_weight(self, response: httpx.Response) -> None:
+        """Near the minute's weight budget (ours plus anyone's on this IP), wait it out."""
+        header, limit = self.config.used_weight_header, self.weight_per_minute
+        if header is None or limit is None:
+            return
+        try:
+            used = int(response.headers.get(header, "0"))
+        except ValueError:
+            return
+        if used >= 0.9 * limit:
+            seconds = 60.0 - (time.time() % 60.0) + 0.25
+            log.info("%s: %d of %d weight used this minute; pausing %.1fs",
+                     self.exchange, used, limit, seconds)
+            self.bucket.pause(seconds)
 
 
 def parse_retry_after(value: str | None) -> float | None:

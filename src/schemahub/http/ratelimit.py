@@ -1,9 +1,10 @@
 """Client-side token bucket shared by every thread that talks to one exchange.
 
-It is a *reservation* bucket: ``reserve()`` takes a token immediately (the balance may go
-negative) and returns how long the caller must wait before using it. Waiting happens
-outside the lock, so N threads queue in FIFO order at exactly ``rate`` requests/s
-instead of waking up together and racing for the next token.
+It is a *reservation* bucket: ``reserve()`` takes tokens immediately (the balance may go
+negative) and returns how long the caller must wait before using them. Waiting happens
+outside the lock, so N threads queue in FIFO order at exactly ``rate`` tokens/s instead
+of waking up together and racing for the next token. A request may cost several tokens:
+Binance budgets *request weight* per minute, not requests.
 
 ``pause()`` drains the bucket and refuses new tokens until a deadline: when the exchange
 answers 429, every thread of that exchange backs off, not just the one that was told.
@@ -19,19 +20,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RateLimit:
-    """A documented request budget: ``rate`` requests/s sustained, bursts up to ``burst``."""
+    """A documented budget: ``rate`` tokens/s sustained, bursts up to ``burst`` tokens.
+
+    A token is one request, or one unit of request weight where the exchange weighs them.
+    """
 
     rate: float
     burst: int
-
-    def client_bucket(self, headroom: int) -> tuple[float, int]:
-        """Rate and capacity for our own bucket, leaving ``headroom`` of the server's burst.
-
-        The exchange's bucket and ours refill at the same rate but are sampled at
-        slightly different instants (network jitter). Running ours with a smaller burst
-        keeps a cushion of tokens on the server side, so jitter never turns into a 429.
-        """
-        return self.rate, max(1, self.burst - headroom)
 
 
 class TokenBucket:
@@ -52,32 +47,32 @@ class TokenBucket:
         self._tokens = float(capacity)
         self._updated = clock()
 
-    def reserve(self) -> float:
-        """Take one token; return the seconds to wait before it may be used."""
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return the seconds to wait before they may be used."""
         with self._lock:
             now = self._clock()
             if self.rate is None:
                 return max(0.0, self._updated - now)
             self._refill(now)
-            self._tokens -= 1.0
+            self._tokens -= cost
             ready_at = max(self._updated, now) + max(0.0, -self._tokens) / self.rate
             return ready_at - now
 
-    def try_take(self) -> bool:
-        """Take a token only if one is available now (the server side of a rate limit)."""
+    def try_take(self, cost: float = 1.0) -> bool:
+        """Take tokens only if they are available now (the server side of a rate limit)."""
         with self._lock:
             now = self._clock()
             if self.rate is None:
                 return True
             self._refill(now)
-            if self._tokens >= 1.0 and now >= self._updated:
-                self._tokens -= 1.0
+            if self._tokens >= cost and now >= self._updated:
+                self._tokens -= cost
                 return True
             return False
 
-    def acquire(self) -> float:
-        """Block until a token is ours; return the seconds spent waiting."""
-        wait = self.reserve()
+    def acquire(self, cost: float = 1.0) -> float:
+        """Block until the tokens are ours; return the seconds spent waiting."""
+        wait = self.reserve(cost)
         if wait > 0:
             self._sleep(wait)
         return max(0.0, wait)
@@ -91,6 +86,12 @@ class TokenBucket:
                 self._refill(now)
                 self._tokens = min(self._tokens, 0.0)
             self._updated = max(self._updated, until)
+
+    def reconfigure(self, rate: float, capacity: int) -> None:
+        """Adopt a budget learned at run time (e.g. Binance's exchangeInfo.rateLimits)."""
+        with self._lock:
+            self.rate, self.capacity = rate, capacity
+            self._tokens = min(self._tokens, float(capacity))
 
     def _refill(self, now: float) -> None:
         assert self.rate is not None

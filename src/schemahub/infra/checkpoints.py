@@ -35,11 +35,15 @@ class Checkpoint(_Model):
     format: str = "schemahub.checkpoint/v1"
     exchange: str
     symbol: str
+    endpoint: str = "trades"
+    """The API the ids come from; a product never switches (aggregate ids are not trade ids)."""
     start_after_id: int
     """Ingestion of this product began after this id (the cold start); it never changes."""
     last_trade_id: int
     """Every trade with an id in (start_after_id, last_trade_id] is in raw files or the gap log."""
     last_trade_time: datetime | None
+    cursor: str | None = None
+    """For cursor-paged exchanges (Kraken): where the next page starts, exactly as received."""
     updated_at: datetime
     run_id: str
     lease_token: int

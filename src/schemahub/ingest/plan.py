@@ -1,4 +1,4 @@
-"""Chunk planning, watermark contiguity and time -> id search. Pure: no I/O, no clock.
+"""Chunk planning and watermark contiguity. Pure: no I/O, no clock.
 
 Forward ingestion from a watermark W relies on dense per-product trade ids: chunk k
 covers ids (W + size*k, W + size*(k+1)] and the last chunk ends at the head observed
@@ -9,11 +9,9 @@ watermark advances only over the contiguous prefix of completed chunks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from schemahub.sources.base import TradeRef
 
 P = TypeVar("P")
 
@@ -73,32 +71,6 @@ class Contiguity(Generic[P]):
     def pending(self) -> int:
         """Completed chunks waiting for an earlier one."""
         return len(self._done)
-
-
-def first_id_at_or_after(window: Callable[[int], list[TradeRef]], head: TradeRef, target_us: int) -> int:
-    """The smallest trade id whose time is >= ``target_us`` (``head.trade_id + 1`` if none).
-
-    ``window(i)`` returns, ascending, the trades with ids <= i that one page holds. Trade
-    times never decrease with the id, so a binary search over pages finds the answer
-    in about log2(head / page) requests; the final page pins it down exactly.
-    """
-    if head.time_us < target_us:
-        return head.trade_id + 1
-    lo, hi = 0, head.trade_id  # invariant: ids <= lo are before target; id hi is at/after it
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        refs = window(mid)
-        if not refs:
-            lo = mid  # nothing at or below mid exists
-            continue
-        if refs[-1].time_us < target_us:
-            lo = mid  # everything up to mid is earlier (ids between refs[-1] and mid do not exist)
-            continue
-        first = next(r.trade_id for r in refs if r.time_us >= target_us)
-        if first > refs[0].trade_id:
-            return first  # the page holds both sides of the boundary
-        hi = first  # the whole page is at/after target: look further back
-    return hi
 
 
 def default_concurrency(rate: float | None, latency_s: float, products: int) -> tuple[int, int]:

@@ -83,6 +83,16 @@ def save_seed(storage: Storage, exchange: str, products: list[Product], source_u
     return seed
 
 
+def pick(requested: list[str], available: list[Product]) -> list[Product]:
+    """The requested products (symbols or native ids) this exchange lists; others ignored."""
+    chosen = []
+    for product in available:
+        names = {product.symbol, product.native_id.upper()}
+        if any(name.strip().upper() in names for name in requested) and product not in chosen:
+            chosen.append(product)
+    return chosen
+
+
 def resolve(requested: list[str], available: list[Product], exchange: str) -> list[Product]:
     """Map ``--products`` (normalized symbols or native ids) to the exchange's products."""
     by_name: dict[str, Product] = {}

@@ -48,6 +48,10 @@ class ProductReport:
     def trades_per_s(self) -> float:
         return self.trades / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def label(self) -> str:
+        return f"{self.exchange} {self.symbol}"
+
     def note_trades(self, first_id: int, last_id: int, first_us: int, last_us: int, count: int) -> None:
         self.trades += count
         if self.first_trade_id is None or first_id < self.first_trade_id:
@@ -102,18 +106,19 @@ class IngestReport:
 class Progress(Protocol):
     """Where the engine reports progress (a terminal bar, log lines, or nothing)."""
 
-    def product_started(self, symbol: str, total_ids: int) -> None: ...
+    def product_started(self, name: str, total_ids: int | None) -> None:
+        """``name`` is "exchange symbol"; ``total_ids`` is None when it cannot be known ahead."""
 
-    def chunk_done(self, symbol: str, ids: int, trades: int, stats: RequestStats) -> None: ...
+    def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None: ...
 
     def product_finished(self, report: ProductReport) -> None: ...
 
 
 class NullProgress:
-    def product_started(self, symbol: str, total_ids: int) -> None:
+    def product_started(self, name: str, total_ids: int | None) -> None:
         pass
 
-    def chunk_done(self, symbol: str, ids: int, trades: int, stats: RequestStats) -> None:
+    def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
         pass
 
     def product_finished(self, report: ProductReport) -> None:

@@ -37,7 +37,8 @@ def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, cur
             continue
         header = raw_files.read_header(storage.read(key.key) or b"", key.key)
         raw_file = RawFile(file_id, key.key, storage.url_for(key.key), exchange, symbol, header.endpoint,
-                           key.first_id, key.last_id, header.fetched_at.isoformat(), header.trade_count)
+                           key.first_id, key.last_id, header.fetched_at.isoformat(), header.trade_count,
+                           header.time_unit)
         mapping = packaged(exchange, header.endpoint)
         tables.append(engine.apply(mapping, reader.read([raw_file], mapping)).table)
     if not tables:

@@ -58,6 +58,8 @@ class RawHeader(_Model):
     native_id: str
     endpoint: str = "trades"
     """Which API the trades came from; selects the mapping (``<exchange>.<endpoint>.yaml``)."""
+    time_unit: str | None = None
+    """Unit of integer timestamps in the trade lines when the exchange lets us choose (Binance)."""
     covers_after_id: int
     """Coverage is (covers_after_id, covers_through_id]: every id in it the exchange has."""
     covers_through_id: int

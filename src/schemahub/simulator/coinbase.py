@@ -19,7 +19,7 @@ MAX_LIMIT = 1000
 class CoinbaseSim(SimulatedExchange):
     name = "coinbase"
 
-    def route(self, path: str, query: Mapping[str, str], now_us: int) -> Reply:
+    def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
         parts = path.strip("/").split("/")
         if parts == ["products"]:
             return json_reply(200, [self._product(m) for m in self.markets.values()])
@@ -40,7 +40,7 @@ class CoinbaseSim(SimulatedExchange):
         return json_reply(status, {"message": "Internal server error" if status == 500 else
                                    "Service Unavailable"})
 
-    def wire_trade(self, market: Market, trade: Trade) -> bytes:
+    def wire_trade(self, market: Market, trade: Trade, variant: bool = False) -> bytes:
         fmt = market.spec.id_format
         as_string = fmt == "string" or (fmt == "mixed" and trade.trade_id % 2 == 1)
         trade_id = f'"{trade.trade_id}"' if as_string else str(trade.trade_id)

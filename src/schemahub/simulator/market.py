@@ -42,14 +42,25 @@ class ProductSpec:
     status: str = "online"
     trading_disabled: bool = False
     cancel_only: bool = False
+    native_id: str = ""
+    """The exchange's own product id (BTCUSDT, XBTUSD); empty: the symbol itself."""
+    base_code: str = ""
+    quote_code: str = ""
+    """The exchange's asset codes (Kraken: XBT); empty: from the symbol."""
+    legacy_ids: bool = False
+    """Kraken: serve the old 6-element rows that carry no trade id."""
 
     @property
     def base(self) -> str:
-        return self.symbol.split("-")[0]
+        return self.base_code or self.symbol.split("-")[0]
 
     @property
     def quote(self) -> str:
-        return self.symbol.split("-")[1]
+        return self.quote_code or self.symbol.split("-")[1]
+
+    @property
+    def native(self) -> str:
+        return self.native_id or self.symbol
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class Trade:
     taker_side: Literal["buy", "sell"]
     price_decimals: int
     size_decimals: int
+    rank: int = 0
+    """Earlier fills in the same microsecond (exchanges with ns clocks tell them apart)."""
 
     @property
     def price(self) -> str:
@@ -100,6 +113,14 @@ def _decimal(units: int, decimals: int) -> str:
     return f"{text[:-decimals]}.{text[-decimals:]}"
 
 
+def decimal_text(units: int, decimals: int, shown: int) -> str:
+    """``units`` x 10^-decimals written with exactly ``shown`` decimals (rounded half up)."""
+    if shown >= decimals:
+        return _decimal(units * 10 ** (shown - decimals), shown)
+    scale = 10 ** (decimals - shown)
+    return _decimal((units + scale // 2) // scale, shown)
+
+
 class TradeStream:
     """The trades of one product, generated lazily in blocks and cached (thread-safe)."""
 
@@ -112,9 +133,9 @@ class TradeStream:
         self._lock = threading.Lock()
         self.ids = array("q")
         self.offsets_us = array("q")  # time since the first trade
-        self._prices = array("q")
+        self.prices = array("q")
         self._sizes = array("q")
-        self._sides = bytearray()  # 1 = taker bought
+        self.sides = bytearray()  # 1 = taker bought
         self._next_id = spec.first_id
         self._offset = 0
         self._price = round(spec.start_price * 10 ** spec.price_decimals)
@@ -154,15 +175,22 @@ class TradeStream:
             self.ids.append(self._next_id)
             self._next_id += 1
             self.offsets_us.append(self._offset)
-            self._prices.append(self._price)
+            self.prices.append(self._price)
             self._sizes.append(max(1, round(rng.lognormvariate(0, 1.0) * size_scale / 1.65)))
-            self._sides.append(self._order_side)
+            self.sides.append(self._order_side)
 
     def trade(self, index: int, anchor_us: int) -> Trade:
         spec = self.spec
-        return Trade(self.ids[index], anchor_us + self.offsets_us[index], self._prices[index],
-                     self._sizes[index], "buy" if self._sides[index] else "sell",
-                     spec.price_decimals, spec.size_decimals)
+        return Trade(self.ids[index], anchor_us + self.offsets_us[index], self.prices[index],
+                     self._sizes[index], "buy" if self.sides[index] else "sell",
+                     spec.price_decimals, spec.size_decimals, self.rank_in_microsecond(index))
+
+    def rank_in_microsecond(self, index: int) -> int:
+        """How many earlier trades share this trade's microsecond (fills of one taker order)."""
+        rank = 0
+        while index - rank > 0 and self.offsets_us[index - rank - 1] == self.offsets_us[index]:
+            rank += 1
+        return rank
 
 
 class Market:

@@ -26,10 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from schemahub.http.ratelimit import TokenBucket
-from schemahub.simulator.coinbase import CoinbaseSim
+from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES
 from schemahub.simulator.market import Market, ProductSpec
-from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
+from schemahub.simulator.wire import Reply, json_reply
 
 log = logging.getLogger("schemahub.simulator")
 
@@ -48,6 +47,13 @@ class Faults:
     rate_limit: bool = True
     rate: float = 10.0
     burst: int = 15
+    """Per-IP token bucket (Coinbase, Kraken)."""
+    weight_limit: int = 6000
+    """Request weight per IP per minute (Binance)."""
+    ban_after: int = 2
+    """Refusals a client may ignore within a minute before Binance bans it (418)."""
+    ban_s: float = 120.0
+    """Length of the first ban; each further ban doubles it."""
     only_paths: str | None = None
     """Regex: inject faults (not rate limits) only into requests whose path matches."""
 
@@ -68,29 +74,10 @@ class ManualClock:
             self._now += seconds
 
 
-DEFAULT_PRODUCTS: tuple[ProductSpec, ...] = (
-    ProductSpec("BTC-USD", 64_000.0, mean_size=0.02, trades_per_s=6.0, history=60_000, first_id=700_000_001),
-    ProductSpec("ETH-USD", 3_400.0, mean_size=0.4, trades_per_s=4.0, history=40_000, first_id=510_000_001),
-    ProductSpec("SOL-USD", 150.0, price_decimals=3, size_decimals=6, mean_size=8.0, trades_per_s=3.0,
-                history=30_000, first_id=90_000_001, id_format="mixed"),
-    ProductSpec("BTC-USDT", 64_010.0, mean_size=0.01, trades_per_s=1.0, history=10_000,
-                first_id=18_500_001, id_format="string"),
-    ProductSpec("ETH-BTC", 0.053, price_decimals=5, mean_size=0.5, trades_per_s=0.5, history=5_000,
-                first_id=40_000_001),
-    ProductSpec("DOGE-USD", 0.16, price_decimals=5, size_decimals=1, mean_size=900.0, trades_per_s=1.0,
-                history=5_000, first_id=1),
-    ProductSpec("OLD-USD", 1.0, trades_per_s=0.1, history=100, status="delisted", trading_disabled=True),
-    ProductSpec("HALT-USD", 2.0, trades_per_s=0.1, history=100, cancel_only=True),
-)
-
-EXCHANGES: dict[str, type[SimulatedExchange]] = {"coinbase": CoinbaseSim}
-
-
 @dataclass
 class _State:
     faults: Faults
     rng: random.Random
-    buckets: dict[str, TokenBucket] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,12 +85,14 @@ class _State:
 class Simulator:
     """Serves one simulated exchange on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, exchange: str = "coinbase", products: Iterable[ProductSpec] = DEFAULT_PRODUCTS, *,
+    def __init__(self, exchange: str = "coinbase", products: Iterable[ProductSpec] | None = None, *,
                  seed: int = 42, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self.exchange = exchange
         start_us = int(clock() * 1_000_000)
-        markets = {p.symbol: Market(p, seed, start_us) for p in products}
+        specs = DEFAULT_PRODUCTS[exchange] if products is None else products
+        markets = {p.native: Market(p, seed, start_us) for p in specs}
         self.api = EXCHANGES[exchange](markets)
         self._state = _State(faults or Faults(), random.Random(seed))
         self._stopping = threading.Event()
@@ -123,8 +112,8 @@ class Simulator:
     def set_faults(self, **changes: Any) -> Faults:
         with self._state.lock:
             self._state.faults = replace(self._state.faults, **changes)
-            self._state.buckets.clear()
-            return self._state.faults
+        self.api.reset_limits()
+        return self.faults
 
     def stats(self) -> dict[str, int]:
         with self._state.lock:
@@ -137,7 +126,8 @@ class Simulator:
         return self.api.ground_truth(symbol, self.now_us())
 
     def market(self, symbol: str) -> Market:
-        return self.api.markets[symbol]
+        """The market of a normalized symbol (BTC-USD)."""
+        return self.api.market_of(symbol)
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="simulator", daemon=True)
@@ -159,20 +149,23 @@ class Simulator:
 
     # -- request pipeline ---------------------------------------------------------
 
-    def decide(self, client_ip: str, path: str) -> str:
-        """Roll the dice for one request: ok, limited, reset, hang, error or truncate."""
+    def admit(self, client_ip: str, path: str, query: dict[str, str]) -> Reply | None:
+        """The exchange's own limits: None, or its refusal (429, 418, Kraken's 200 error)."""
+        with self._state.lock:
+            self._state.stats["requests"] += 1
+        refused = self.api.admit(client_ip, path, query, self.faults)
+        if refused is None:
+            return None
+        reply, kind = refused
+        with self._state.lock:
+            self._state.stats[kind] += 1
+        return reply
+
+    def decide(self, path: str) -> str:
+        """Roll the dice for one request: ok, reset, hang, error or truncate."""
         state = self._state
         with state.lock:
             f = state.faults
-            state.stats["requests"] += 1
-            if f.rate_limit:
-                bucket = state.buckets.get(client_ip)
-                if bucket is None:
-                    # Real time, not the market clock: limits hold even when a test freezes the market.
-                    bucket = state.buckets[client_ip] = TokenBucket(f.rate, f.burst)
-                if not bucket.try_take():
-                    state.stats["429"] += 1
-                    return "limited"
             if f.only_paths is not None and not re.search(f.only_paths, path):
                 return "ok"
             roll = state.rng.random()
@@ -240,10 +233,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if parts.path.startswith("/_sim/"):
                 self._send(sim.control(parts.path, query))
                 return
-            outcome = sim.decide(self.client_address[0], parts.path)
-            if outcome == "limited":
-                self._send(sim.api.rate_limited())
+            refused = sim.admit(self.client_address[0], parts.path, query)
+            if refused is not None:
+                self._send(sim.api.finish(refused, self.client_address[0]))
                 return
+            outcome = sim.decide(parts.path)
             if outcome == "reset":
                 self._reset()
                 return
@@ -257,8 +251,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if outcome == "error":
                 self._send(sim.api.server_error(sim.error_status()))
                 return
-            reply = sim.api.route(parts.path, query, sim.now_us())
-            self._send(reply, truncate=outcome == "truncate")
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            reply = sim.api.route(parts.path, query, sim.now_us(), headers)
+            self._send(sim.api.finish(reply, self.client_address[0]), truncate=outcome == "truncate")
 
         def _send(self, reply: Reply, truncate: bool = False) -> None:
             self.send_response(reply.status)

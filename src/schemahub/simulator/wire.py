@@ -1,4 +1,5 @@
-"""What every simulated exchange shares: replies, markets, cached wire bytes, ground truth."""
+"""What every simulated exchange shares: replies, markets, cached wire bytes, ground truth,
+and the default admission control (a per-IP token bucket)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
+from schemahub.http.ratelimit import TokenBucket
 from schemahub.simulator.market import Market, Trade
+
+if TYPE_CHECKING:
+    from schemahub.simulator.server import Faults
 
 
 @dataclass(frozen=True)
@@ -31,48 +36,87 @@ class SimulatedExchange(ABC):
 
     def __init__(self, markets: Mapping[str, Market]) -> None:
         self.markets = dict(markets)
-        self._cache: dict[str, list[bytes | None]] = {symbol: [] for symbol in self.markets}
+        """Native product id -> market."""
+        self._cache: dict[str, list[bytes | None]] = {
+            m.spec.symbol + variant: [] for m in self.markets.values() for variant in ("", "/v")}
         self._cache_lock = threading.Lock()
+        self._limits_lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
 
     @abstractmethod
-    def route(self, path: str, query: Mapping[str, str], now_us: int) -> Reply:
-        """Answer one GET request (rate limits and faults are applied by the server)."""
+    def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
+        """Answer one GET request (admission control and faults are applied before)."""
 
     @abstractmethod
     def rate_limited(self) -> Reply: ...
 
+    def admit(self, ip: str, path: str, query: Mapping[str, str],
+              faults: Faults) -> tuple[Reply, str] | None:
+        """None to let the request through, or the refusal and its kind ("429", "418").
+
+        Default: a per-IP token bucket in real time (not the market clock, so limits hold
+        while a test freezes the market).
+        """
+        if not faults.rate_limit:
+            return None
+        with self._limits_lock:
+            bucket = self._buckets.get(ip)
+            if bucket is None:
+                bucket = self._buckets[ip] = TokenBucket(faults.rate, faults.burst)
+        return None if bucket.try_take() else (self.rate_limited(), "429")
+
+    def reset_limits(self) -> None:
+        with self._limits_lock:
+            self._buckets.clear()
+
+    def finish(self, reply: Reply, ip: str) -> Reply:
+        """Last touch on every answer (Binance adds its used-weight header here)."""
+        return reply
+
+    def market_of(self, symbol: str) -> Market:
+        """The market of a normalized symbol."""
+        for market in self.markets.values():
+            if market.spec.symbol == symbol:
+                return market
+        raise KeyError(symbol)
+
     @abstractmethod
     def server_error(self, status: int) -> Reply: ...
 
+    truth_variant: ClassVar[bool] = False
+    """The wire variant SchemaHub asks for (Binance: microsecond timestamps)."""
+
     @abstractmethod
-    def wire_trade(self, market: Market, trade: Trade) -> bytes:
+    def wire_trade(self, market: Market, trade: Trade, variant: bool = False) -> bytes:
         """A trade serialized exactly as this exchange sends it (one JSON value)."""
 
-    def trade_bytes(self, market: Market, index: int) -> bytes:
+    def trade_bytes(self, market: Market, index: int, variant: bool = False) -> bytes:
         """The serialized wire form of trade ``index``, computed once and cached."""
-        cache = self._cache[market.spec.symbol]
+        cache = self._cache[market.spec.symbol + ("/v" if variant else "")]
         if index < len(cache):
             cached = cache[index]
             if cached is not None:
                 return cached
-        data = self.wire_trade(market, market.stream.trade(index, market.anchor_us))
+        data = self.wire_trade(market, market.stream.trade(index, market.anchor_us), variant)
         with self._cache_lock:
             if len(cache) <= index:
                 cache.extend([None] * (index + 1 - len(cache)))
             cache[index] = data
         return data
 
-    def page_bytes(self, market: Market, start: int, stop: int, *, newest_first: bool) -> bytes:
+    def page_bytes(self, market: Market, start: int, stop: int, *, newest_first: bool,
+                   variant: bool = False) -> bytes:
         indexes = range(stop - 1, start - 1, -1) if newest_first else range(start, stop)
-        return b"[" + b",".join(self.trade_bytes(market, i) for i in indexes) + b"]"
+        return b"[" + b",".join(self.trade_bytes(market, i, variant) for i in indexes) + b"]"
 
     def warm(self, now_us: int) -> None:
         """Serialize every visible trade ahead of time (benchmarks measure the client)."""
         for market in self.markets.values():
             for index in range(market.visible(now_us)):
-                self.trade_bytes(market, index)
+                self.trade_bytes(market, index, self.truth_variant)
 
     def ground_truth(self, symbol: str, now_us: int) -> list[Any]:
-        """Every trade of ``symbol`` that exists at ``now_us``, in wire form, oldest first."""
-        market = self.markets[symbol]
-        return [orjson.loads(self.trade_bytes(market, i)) for i in range(market.visible(now_us))]
+        """Every trade of ``symbol`` that exists at ``now_us``, as SchemaHub is served it."""
+        market = self.market_of(symbol)
+        return [orjson.loads(self.trade_bytes(market, i, self.truth_variant))
+                for i in range(market.visible(now_us))]

@@ -1,19 +1,27 @@
 """What an exchange connector provides. Connectors fetch and validate; they never normalize.
 
-A connector turns the exchange's pagination into three primitives the ingest engine
-builds on: the newest trade (``newest``), every trade in an id range (``fetch_range``),
-and a window of trades around an id (``window_at``, for time -> id search). Trades stay
-verbatim (``RawTrade.record`` is the exchange's JSON object); only the id is parsed,
-because watermarks and gap detection need numbers.
+Two kinds of pagination, two kinds of connector:
+
+* ``IdPagedSource`` - per-product trade ids are dense integers (Coinbase, Binance). The
+  engine fetches id ranges (``fetch_range``) concurrently from the newest trade
+  (``newest``) back to the watermark, and finds a cold start with
+  ``first_id_at_or_after`` (a binary search over ``window_at`` unless the exchange can
+  answer it directly).
+* ``CursorPagedSource`` - the exchange hands out an opaque cursor with each page
+  (Kraken's nanosecond ``last``). Pages are fetched one after another
+  (``fetch_after``), starting from ``start_cursor``.
+
+Trades stay verbatim (``RawTrade.record`` is what the raw line will hold); only the id
+is parsed, because watermarks and gap detection need numbers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from schemahub.http.client import ExchangeClient, JsonResponse, RequestStats
 from schemahub.http.ratelimit import RateLimit
@@ -67,6 +75,17 @@ class Page:
     request: RequestRecord
 
 
+@dataclass(frozen=True)
+class CursorPage:
+    """One page of a cursor-paged exchange: its trades (ascending) and the next cursor."""
+
+    trades: list[RawTrade]
+    next_cursor: str
+    request: RequestRecord
+    dense_ids: bool = True
+    """False when the ids are not the exchange's sequence (derived ids): no gap detection."""
+
+
 @dataclass
 class RangeFetch:
     """Every trade the exchange has with ``lo < trade_id <= hi``, ascending, no duplicates."""
@@ -94,21 +113,51 @@ class TradeSource(ABC):
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
+    paging: ClassVar[Literal["ids", "cursor"]]
     rate_limit: ClassVar[RateLimit]
-    """The exchange's documented public limit."""
-    limiter_headroom: ClassVar[int] = 0
-    """Tokens of the exchange's burst we leave unused to absorb network jitter."""
+    """The exchange's documented public limit (requests, or request weight, per second)."""
+    client_limit: ClassVar[RateLimit]
+    """What we run by default: at most the documented limit, with a margin for jitter."""
+    endpoints: ClassVar[tuple[str, ...]] = ("trades",)
+    """The trade endpoints this connector can ingest from; the first is the default."""
     page_limit: ClassVar[int]
     typical_latency_s: ClassVar[float] = 0.25
     """Typical request latency, used to size concurrency by Little's law."""
     kept_headers: ClassVar[tuple[str, ...]] = ()
     """Response headers worth keeping in the raw metadata."""
+    request_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
+    used_weight_header: ClassVar[str | None] = None
+    weight_per_minute: ClassVar[int | None] = None
+    rate_limit_pause: ClassVar[float] = 1.0
+    """Seconds every thread pauses after a rate-limit answer without Retry-After."""
+    time_unit: ClassVar[str | None] = None
+    """Unit of integer timestamps in the raw records (recorded in the raw header)."""
+    page_weight: ClassVar[dict[str, int]] = {}
+    """Weight of one page request per endpoint, where the exchange weighs requests (else 1)."""
 
-    def __init__(self, client: ExchangeClient) -> None:
+    @classmethod
+    def page_requests_per_second(cls, endpoint: str) -> float:
+        """Pages per second our limiter allows: the basis of Little's-law concurrency."""
+        return cls.client_limit.rate / cls.page_weight.get(endpoint, 1)
+
+    def __init__(self, client: ExchangeClient, endpoint: str | None = None) -> None:
         self.client = client
+        self.endpoint = endpoint or self.endpoints[0]
+        if self.endpoint not in self.endpoints:
+            raise ValueError(f"{self.name} has no endpoint {self.endpoint!r}")
 
     @abstractmethod
     def list_products(self) -> list[Product]: ...
+
+    @abstractmethod
+    def trade_time_us(self, record: Mapping[str, Any]) -> int:
+        """The trade's execution time in microseconds since the epoch (UTC)."""
+
+
+class IdPagedSource(TradeSource):
+    """An exchange whose per-product trade ids are dense integers."""
+
+    paging = "ids"
 
     @abstractmethod
     def newest(self, product: Product, stats: RequestStats | None = None) -> TradeRef | None:
@@ -124,9 +173,28 @@ class TradeSource(ABC):
                   stats: RequestStats | None = None) -> list[TradeRef]:
         """Trades near ``trade_id`` (at most one page, all with ids <= ``trade_id``), ascending."""
 
+    def first_id_at_or_after(self, product: Product, since_us: int, head: TradeRef,
+                             stats: RequestStats | None = None) -> int:
+        """The first trade id at/after ``since_us`` (``head.trade_id + 1`` if none).
+
+        By default a binary search over ``window_at``; connectors whose exchange can
+        answer it in one request override this.
+        """
+        return first_id_at_or_after(lambda i: self.window_at(product, i, stats), head, since_us)
+
+
+class CursorPagedSource(TradeSource):
+    """An exchange that pages trades by an opaque cursor, oldest first."""
+
+    paging = "cursor"
+
     @abstractmethod
-    def trade_time_us(self, record: Mapping[str, Any]) -> int:
-        """The trade's execution time in microseconds since the epoch (UTC)."""
+    def start_cursor(self, product: Product, since_us: int) -> str:
+        """The cursor of the first page at/after ``since_us``."""
+
+    @abstractmethod
+    def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:
+        """The page of trades that follows ``cursor``."""
 
 
 def parse_trade_id(value: object) -> int | None:
@@ -150,3 +218,29 @@ def iso_to_us(text: str) -> int:
 
 def us_to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
+
+
+def first_id_at_or_after(window: Callable[[int], list[TradeRef]], head: TradeRef, target_us: int) -> int:
+    """The smallest trade id whose time is >= ``target_us`` (``head.trade_id + 1`` if none).
+
+    ``window(i)`` returns, ascending, the trades with ids <= i that one page holds. Trade
+    times never decrease with the id, so a binary search over pages finds the answer
+    in about log2(head / page) requests; the final page pins it down exactly.
+    """
+    if head.time_us < target_us:
+        return head.trade_id + 1
+    lo, hi = 0, head.trade_id  # invariant: ids <= lo are before target; id hi is at/after it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        refs = window(mid)
+        if not refs:
+            lo = mid  # nothing at or below mid exists
+            continue
+        if refs[-1].time_us < target_us:
+            lo = mid  # everything up to mid is earlier (ids between refs[-1] and mid do not exist)
+            continue
+        first = next(r.trade_id for r in refs if r.time_us >= target_us)
+        if first > refs[0].trade_id:
+            return first  # the page holds both sides of the boundary
+        hi = first  # the whole page is at/after target: look further back
+    return hi

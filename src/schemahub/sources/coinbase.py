@@ -16,28 +16,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemahub.errors import InvalidIdentifier
 from schemahub.http.client import JsonResponse, RequestStats, shape_error
 from schemahub.http.ratelimit import RateLimit
-from schemahub.identifiers import symbol as valid_symbol
 from schemahub.sources.base import (
+    IdPagedSource,
     Page,
     Product,
     RangeFetch,
     RawTrade,
     RequestRecord,
     TradeRef,
-    TradeSource,
     iso_to_us,
     parse_trade_id,
 )
+from schemahub.sources.symbols import normalize
 
 
-class Coinbase(TradeSource):
+class Coinbase(IdPagedSource):
     name = "coinbase"
     default_base_url = "https://api.exchange.coinbase.com"
     rate_limit = RateLimit(rate=10.0, burst=15)
-    limiter_headroom = 5
+    # Same rate, burst 10: five of the exchange's 15 tokens stay unused, so network jitter
+    # between our bucket and theirs never turns into a 429.
+    client_limit = RateLimit(rate=10.0, burst=10)
     page_limit = 1000
     typical_latency_s = 0.25
     kept_headers = ("cb-before", "cb-after", "date", "content-type")
@@ -128,9 +129,9 @@ class Coinbase(TradeSource):
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 raise shape_error(response, self.name, "a product has no string id")
             native = item["id"]
-            try:
-                sym = valid_symbol(native.upper())
-            except InvalidIdentifier:
+            base, _, quote = native.partition("-")  # ids are BASE-QUOTE (BTCAUCTION-USD too)
+            sym = normalize(str(item.get("base_currency") or base), str(item.get("quote_currency") or quote))
+            if sym is None:
                 continue  # an id we could not store safely; it cannot be ingested anyway
             status = str(item.get("status", ""))
             tradable = (status == "online" and not item.get("trading_disabled", False)

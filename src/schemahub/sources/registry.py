@@ -13,7 +13,9 @@ from schemahub.identifiers import exchange_name
 from schemahub.sources.base import TradeSource
 
 EXCHANGES: dict[str, str] = {
+    "binance": "schemahub.sources.binance:Binance",
     "coinbase": "schemahub.sources.coinbase:Coinbase",
+    "kraken": "schemahub.sources.kraken:Kraken",
 }
 
 

@@ -2,7 +2,7 @@
 
 Input: an Arrow table with one text column per mapped path (``src.<column>``, the raw
 value as the JSON text DuckDB read), the raw file's context (``ctx.symbol``,
-``ctx.exchange``, ``ctx.fetched_at``) and ``file_id`` for error reports.
+``ctx.exchange``, ``ctx.fetched_at``, ``ctx.time_unit``) and ``file_id`` for error reports.
 Output: the rows in the unified schema, and the files that had a bad row. A file with a
 bad row (missing field, wrong type, unmapped value) is rejected as a whole: a partial
 file in the table would be harder to notice and to repair than a missing one.
@@ -24,6 +24,8 @@ _ISO8601 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{
             r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
 _TRADE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
 _EPOCH_TO_US = {"epoch_ms": 1_000, "epoch_us": 1, "epoch_ns": None}
+_UNIT_TO_US = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}
+"""time unit -> (multiply, divide) to reach microseconds."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def apply(mapping: Mapping, raw: pa.Table) -> Applied:
     problems: list[tuple[str, pa.Array, pa.Array, str]] = []
     for name, spec in mapping.fields.items():
         source = _source(spec, name, raw, n)
-        value, invalid, reason = _convert(name, spec, source)
+        value, invalid, reason = _convert(name, spec, source, raw)
         columns[name] = value
         if pc.any(invalid).as_py():
             problems.append((name, source, invalid, reason))
@@ -85,7 +87,7 @@ def _chunks(column: pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
 
 
-def _convert(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+def _convert(name: str, spec: FieldSpec, text: pa.Array, raw: pa.Table) -> tuple[pa.Array, pa.Array, str]:
     """(converted values, invalid mask, reason) for one column."""
     kind = spec.type if spec.context != "fetched_at" else "timestamp"
     if pa.types.is_timestamp(text.type):  # context the reader already typed
@@ -99,7 +101,7 @@ def _convert(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.A
     if kind == "integer":
         value, valid = _parse(text, pa.int64(), _INTEGER)
         return value, pc.invert(valid), "is not an integer"
-    return _timestamp(spec, text)
+    return _timestamp(spec, text, raw)
 
 
 def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
@@ -134,15 +136,36 @@ def _parse(text: pa.Array, to: pa.DataType, pattern: str) -> tuple[pa.Array, pa.
             return pa.nulls(len(text), to), pc.fill_null(pc.is_null(text), False)
 
 
-def _timestamp(spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+def _timestamp(spec: FieldSpec, text: pa.Array, raw: pa.Table) -> tuple[pa.Array, pa.Array, str]:
     fmt = spec.format or "iso8601"
+    if fmt == "epoch":  # the unit the raw file declares, per row (files may differ)
+        units = _chunks(raw["ctx.time_unit"]) if "ctx.time_unit" in raw.column_names else None
+        units = pc.fill_null(units, "ms") if units is not None else pc.fill_null(
+            pa.nulls(len(text), pa.string()), "ms")
+        number, valid = _parse(text, pa.int64(), _INTEGER)
+        keys = pa.array(list(_UNIT_TO_US), pa.string())
+        index = pc.index_in(units, value_set=keys)
+        multiply = pc.take(pa.array([m for m, _ in _UNIT_TO_US.values()], pa.int64()), index)
+        divide = pc.take(pa.array([d for _, d in _UNIT_TO_US.values()], pa.int64()), index)
+        micros = pc.divide(pc.multiply(number, multiply), divide)
+        valid = pc.and_(valid, pc.is_valid(index))
+        return pc.cast(micros, UTC_MICROS), pc.invert(valid), "is not an epoch in the file's time unit"
     if fmt == "iso8601":
         parsed, valid = _parse(text, pa.timestamp("ns", tz="UTC"), _ISO8601)
         value = pc.cast(parsed, UTC_MICROS, safe=False)  # sub-microsecond digits are dropped
         return value, pc.invert(valid), "is not an ISO-8601 time"
     if fmt == "epoch_s":
-        seconds, valid = _parse(text, pa.float64(), _DECIMAL)
-        micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
+        # From the decimal text, truncated to µs: a float64 cannot hold 1762820035.9822779
+        # exactly, and rounding a product of floats can land on the next microsecond.
+        valid = _matches(text, r"^[0-9]{1,12}(\.[0-9]+)?$")
+        clean = pc.if_else(valid, text, "0.0")
+        dotted = pc.if_else(pc.match_substring(clean, "."), clean,
+                            pc.binary_join_element_wise(clean, ".0", ""))
+        parts = pc.split_pattern(dotted, ".", max_splits=1)
+        whole = pc.cast(pc.list_element(parts, 0), pa.int64())
+        padded = pc.binary_join_element_wise(pc.list_element(parts, 1), "000000", "")
+        six = pc.utf8_slice_codeunits(padded, 0, 6)
+        micros = pc.if_else(valid, pc.add(pc.multiply(whole, 1_000_000), pc.cast(six, pa.int64())), None)
         return pc.cast(micros, UTC_MICROS), pc.invert(valid), "is not epoch seconds"
     number, valid = _parse(text, pa.int64(), _INTEGER)
     factor = _EPOCH_TO_US[fmt]

@@ -12,8 +12,9 @@ it::
       symbol:   {context: symbol}                            # from the raw file's header
       ingest_ts: {context: fetched_at}
 
-``path`` is a key (``price``, ``a.b`` for nested objects) when records are JSON objects,
-or an index (``[0]``) when they are JSON arrays (``record: array``). YAML is read with
+``path`` is a key (``price``; ``a.b`` and ``trade[0]`` reach into nested objects and
+arrays) when records are JSON objects, or an index (``[0]``) when they are JSON arrays
+(``record: array``). YAML is read with
 the safe loader only. Unknown keys, wrong types and missing columns are errors that
 name the file and the line.
 """
@@ -42,13 +43,14 @@ from schemahub.identifiers import exchange_name
 from schemahub.transform.schema import MAPPED
 
 FieldType = Literal["string", "decimal", "integer", "timestamp"]
-TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"]
+TimeFormat = Literal["iso8601", "epoch", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"]
+"""``epoch`` is an integer in the unit the raw file's header declares (``time_unit``)."""
 ContextName = Literal["symbol", "exchange", "fetched_at"]
 
-_OBJECT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_OBJECT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\[\d{1,3}\])*")
 _ARRAY_PATH = re.compile(r"\[(\d{1,3})\]")
 _TYPE_OF_COLUMN: dict[str, FieldType] = {
-    "exchange": "string", "symbol": "string", "trade_id": "string", "side": "string",
+    "exchange": "string", "symbol": "string", "trade_id": "string", "id_kind": "string", "side": "string",
     "price": "decimal", "quantity": "decimal", "trade_ts": "timestamp", "ingest_ts": "timestamp",
 }
 
@@ -109,7 +111,7 @@ class Mapping(_Model):
             if spec.path is not None:
                 pattern = _ARRAY_PATH if array else _OBJECT_PATH
                 if not pattern.fullmatch(spec.path):
-                    shape = "[index]" if array else "a key such as price or a.b"
+                    shape = "[index]" if array else "a key such as price, a.b or trade[0]"
                     raise ValueError(f"{name}: path {spec.path!r} is not {shape}")
             expected = _TYPE_OF_COLUMN[name]
             if spec.path is not None and spec.type != expected:

@@ -43,6 +43,7 @@ class RawFile:
     last_id: int
     fetched_at: str
     trade_count: int
+    time_unit: str | None = None
 
 
 def _column_sql(mapping: Mapping) -> tuple[str, str]:
@@ -53,19 +54,23 @@ def _column_sql(mapping: Mapping) -> tuple[str, str]:
             f"json_extract_string(r.json, '$[{path.strip('[]')}]') AS \"src.{name}\""
             for name, path in paths.items())
         return "{'json': 'JSON'}", select
-    top_level = sorted({p.split(".")[0] for p in paths.values()} | {HEADER_KEY})
-    # The header line is read as plain text (only tested for NULL), nested records as JSON.
-    columns = ", ".join(f"'{key}': 'JSON'" if any(p.startswith(key + ".") for p in paths.values())
-                        else f"'{key}': 'VARCHAR'" for key in top_level)
-    select = ", ".join(_object_path_sql(name, path) for name, path in paths.items())
+    heads = {name: _HEAD.match(path).group(0) for name, path in paths.items()}  # type: ignore[union-attr]
+    nested = {heads[name] for name, path in paths.items() if path != heads[name]}
+    top_level = sorted(set(heads.values()) | {HEADER_KEY})
+    # The header line is read as plain text (only tested for NULL); what we reach into, as JSON.
+    columns = ", ".join(f"'{key}': '{'JSON' if key in nested else 'VARCHAR'}'" for key in top_level)
+    select = ", ".join(_object_path_sql(name, path, heads[name]) for name, path in paths.items())
     return "{" + columns + "}", select
 
 
-def _object_path_sql(name: str, path: str) -> str:
-    head, _, rest = path.partition(".")
+_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _object_path_sql(name: str, path: str, head: str) -> str:
+    rest = path[len(head):]
     if not rest:
         return f'r."{head}" AS "src.{name}"'
-    return f"json_extract_string(r.\"{head}\", '$.{rest}') AS \"src.{name}\""
+    return f"json_extract_string(r.\"{head}\", '${rest}') AS \"src.{name}\""
 
 
 class RawReader:
@@ -130,6 +135,7 @@ def _with_context(table: pa.Table, files: Sequence[RawFile], paths: pa.Array) ->
         "ctx.exchange": pa.array([f.exchange for f in files], pa.string()),
         "ctx.fetched_at": pc.cast(pa.array([f.fetched_at for f in files], pa.string()),
                                   pa.timestamp("us", tz="UTC")),
+        "ctx.time_unit": pa.array([f.time_unit for f in files], pa.string()),
     }
     out = table.drop_columns(["file"])
     for offset, (name, values) in enumerate(context.items()):

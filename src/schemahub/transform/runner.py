@@ -234,7 +234,7 @@ class Transformer:
                 continue
             item.files.append(RawFile(file_id, key.key, self.storage.url_for(key.key), key.exchange,
                                       key.symbol, header.endpoint, key.first_id, key.last_id,
-                                      header.fetched_at.isoformat(), header.trade_count))
+                                      header.fetched_at.isoformat(), header.trade_count, header.time_unit))
             item.result.files += 1
             item.result.raw_trades += header.trade_count
         return list(work.values())

@@ -31,6 +31,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("trade_id", pa.string(), "STRING",
            "The exchange's trade id as text (exchanges disagree on its type). Unique per "
            "(exchange, symbol). Part of the primary key."),
+    Column("id_kind", pa.string(), "STRING",
+           "What `trade_id` is: `trade` (the exchange's trade id), `aggregate` (a Binance aggregate "
+           "id: one taker order's fills at one price, summed) or `derived` (Kraken rows that came "
+           "without an id: page cursor and position)."),
     Column("side", pa.string(), "STRING",
            "TAKER (aggressor) side, `buy` or `sell`. Coinbase REST reports the maker side; the "
            "mapping inverts it."),

@@ -1,0 +1,242 @@
+"""Binance spot's public REST API, simulated with its real wire format and limits.
+
+Shapes follow the recordings in ../shared/fixtures/binance/ (checked by a test). Limits
+are request *weight* per IP in a fixed one-minute window: every answer carries
+``X-MBX-USED-WEIGHT-1M``; over the budget the answer is 429 with ``Retry-After``; a client
+that keeps going after ``ban_after`` refusals is banned: 418 with ``Retry-After`` until
+the ban ends, and each new ban lasts twice as long. ``X-MBX-TIME-UNIT: MICROSECOND``
+switches timestamps (and ``startTime``) to microseconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from schemahub.simulator.market import Market, Trade, decimal_text
+from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
+
+if TYPE_CHECKING:
+    from schemahub.simulator.server import Faults
+
+MAX_LIMIT = 1000
+WEIGHTS = {"/api/v3/exchangeInfo": 20, "/api/v3/historicalTrades": 25, "/api/v3/trades": 25,
+           "/api/v3/aggTrades": 4}
+
+
+@dataclass
+class _Window:
+    minute: int = -1
+    used: int = 0
+    refused: int = 0
+    banned_until: float = 0.0
+    bans: int = 0
+
+
+@dataclass
+class _Aggregates:
+    """Aggregate trades of one market: runs of fills with the same time, side and price."""
+
+    starts: array[int] = field(default_factory=lambda: array("q"))  # trade index where each begins
+    scanned: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class BinanceSim(SimulatedExchange):
+    name = "binance"
+    truth_variant = True  # SchemaHub asks for microseconds
+
+    def __init__(self, markets: Mapping[str, Market]) -> None:
+        super().__init__(markets)
+        self._windows: dict[str, _Window] = {}
+        self._aggs = {native: _Aggregates() for native in self.markets}
+
+    # -- limits ------------------------------------------------------------------------
+
+    def admit(self, ip: str, path: str, query: Mapping[str, str],
+              faults: Faults) -> tuple[Reply, str] | None:
+        now = time.time()
+        with self._limits_lock:
+            window = self._windows.setdefault(ip, _Window())
+            if now < window.banned_until:
+                return self._banned(window, now), "418"
+            minute = int(now // 60)
+            if minute != window.minute:
+                window.minute, window.used, window.refused = minute, 0, 0
+            weight = WEIGHTS.get(path, 1)
+            if faults.rate_limit and window.used + weight > faults.weight_limit:
+                window.refused += 1
+                if window.refused > faults.ban_after:
+                    window.bans += 1
+                    window.banned_until = now + faults.ban_s * 2 ** (window.bans - 1)
+                    return self._banned(window, now), "418"
+                retry = math.ceil((minute + 1) * 60 - now)
+                body = {"code": -1003, "msg": f"Too much request weight used; current limit is "
+                        f"{faults.weight_limit} request weight per 1 MINUTE. Please use WebSocket "
+                        "Streams for live updates to avoid polling the API."}
+                return json_reply(429, body, (("Retry-After", str(retry)),)), "429"
+            window.used += weight
+            return None
+
+    def _banned(self, window: _Window, now: float) -> Reply:
+        until_ms = int(window.banned_until * 1000)
+        body = {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until_ms}. "
+                "Please use WebSocket Streams for live updates to avoid bans."}
+        return json_reply(418, body, (("Retry-After", str(math.ceil(window.banned_until - now))),))
+
+    def reset_limits(self) -> None:
+        with self._limits_lock:
+            self._windows.clear()
+
+    def finish(self, reply: Reply, ip: str) -> Reply:
+        with self._limits_lock:
+            window = self._windows.get(ip)
+            used = 0 if window is None else window.used
+        return Reply(reply.status, reply.body, (*reply.headers, ("x-mbx-used-weight-1m", str(used))))
+
+    def rate_limited(self) -> Reply:
+        return json_reply(429, {"code": -1003, "msg": "Too much request weight used."})
+
+    def server_error(self, status: int) -> Reply:
+        return json_reply(status, {"code": -1000, "msg": "An unknown error occurred while processing "
+                                   "the request."})
+
+    # -- routes ------------------------------------------------------------------------
+
+    def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
+        micros = headers.get("x-mbx-time-unit", "").upper() == "MICROSECOND"
+        if path == "/api/v3/exchangeInfo":
+            return json_reply(200, self._info(now_us))
+        if path not in ("/api/v3/historicalTrades", "/api/v3/trades", "/api/v3/aggTrades"):
+            return json_reply(404, {"code": -1000, "msg": "Not found."})
+        market = self.markets.get(query.get("symbol", ""))
+        if market is None:
+            return json_reply(400, {"code": -1121, "msg": "Invalid symbol."})
+        try:
+            limit = int(query.get("limit", "500"))
+            from_id = int(query["fromId"]) if "fromId" in query else None
+            start_time = int(query["startTime"]) if "startTime" in query else None
+        except ValueError:
+            return json_reply(400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
+        if not 1 <= limit <= MAX_LIMIT:
+            return json_reply(400, {"code": -1130, "msg": "Invalid data sent for a parameter."})
+        count = market.visible(now_us)
+        if path == "/api/v3/aggTrades":
+            return self._agg_trades(market, count, limit, from_id, start_time, micros)
+        if path == "/api/v3/trades":
+            from_id = None
+        if from_id is None:
+            start, stop = max(0, count - limit), count
+        else:
+            start = market.index_below(from_id, count)
+            stop = min(count, start + limit)
+        return Reply(200, self.page_bytes(market, start, stop, newest_first=False, variant=micros))
+
+    def wire_trade(self, market: Market, trade: Trade, micros: bool = False) -> bytes:
+        spec = market.spec
+        quote_units = trade.price_units * trade.size_units
+        quote_qty = decimal_text(quote_units, spec.price_decimals + spec.size_decimals, 8)
+        when = trade.time_us if micros else trade.time_us // 1000
+        maker = "true" if trade.taker_side == "sell" else "false"
+        price = decimal_text(trade.price_units, spec.price_decimals, 8)
+        qty = decimal_text(trade.size_units, spec.size_decimals, 8)
+        return (f'{{"id":{trade.trade_id},"price":"{price}","qty":"{qty}","quoteQty":"{quote_qty}",'
+                f'"time":{when},"isBuyerMaker":{maker},"isBestMatch":true}}').encode()
+
+    def _agg_trades(self, market: Market, count: int, limit: int, from_id: int | None,
+                    start_time: int | None, micros: bool) -> Reply:
+        starts = self._aggregates(market, count)
+        total = len(starts)
+        first_agg = 1
+        if from_id is not None:
+            begin = max(0, from_id - first_agg)
+        elif start_time is not None:
+            target = start_time if micros else start_time * 1000
+            begin = bisect.bisect_left(_AggTimes(market, starts), target)
+        else:
+            begin = max(0, total - limit)
+        end = min(total, begin + limit)
+        items = []
+        for k in range(begin, end):
+            first_index = starts[k]
+            last_index = (starts[k + 1] if k + 1 < total else count) - 1
+            items.append(self._aggregate(market, first_agg + k, first_index, last_index, micros))
+        return Reply(200, b"[" + b",".join(items) + b"]")
+
+    def _aggregate(self, market: Market, agg_id: int, first: int, last: int, micros: bool) -> bytes:
+        spec = market.spec
+        trades = [market.stream.trade(i, market.anchor_us) for i in range(first, last + 1)]
+        head = trades[0]
+        quantity = sum(t.size_units for t in trades)
+        when = head.time_us if micros else head.time_us // 1000
+        maker = "true" if head.taker_side == "sell" else "false"
+        return (f'{{"a":{agg_id},"p":"{decimal_text(head.price_units, spec.price_decimals, 8)}",'
+                f'"q":"{decimal_text(quantity, spec.size_decimals, 8)}","f":{head.trade_id},'
+                f'"l":{trades[-1].trade_id},"T":{when},"m":{maker},"M":true}}').encode()
+
+    def _aggregates(self, market: Market, count: int) -> array[int]:
+        """Start index of every aggregate among the first ``count`` trades (grown lazily).
+
+        The last run is only cut where the next trade differs, so an aggregate never changes
+        once a later trade is visible; a still-open last run may grow, as on the exchange.
+        """
+        aggs = self._aggs[market.spec.native]
+        with aggs.lock:
+            stream = market.stream
+            for i in range(aggs.scanned, count):
+                if i == 0 or not (stream.offsets_us[i] == stream.offsets_us[i - 1]
+                                  and stream.sides[i] == stream.sides[i - 1]
+                                  and stream.prices[i] == stream.prices[i - 1]):
+                    aggs.starts.append(i)
+            aggs.scanned = max(aggs.scanned, count)
+            return aggs.starts
+
+    def aggregate_truth(self, symbol: str, now_us: int) -> list[bytes]:
+        """Every aggregate trade of ``symbol`` that exists at ``now_us`` (µs timestamps)."""
+        market = self.market_of(symbol)
+        count = market.visible(now_us)
+        starts = self._aggregates(market, count)
+        ends = [*starts[1:], count]
+        return [self._aggregate(market, 1 + k, starts[k], ends[k] - 1, True) for k in range(len(starts))]
+
+    def _info(self, now_us: int) -> dict[str, object]:
+        symbols = []
+        for market in self.markets.values():
+            spec = market.spec
+            symbols.append({
+                "symbol": spec.native, "status": spec.status, "baseAsset": spec.base,
+                "baseAssetPrecision": 8, "quoteAsset": spec.quote, "quotePrecision": 8,
+                "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+                "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "filters": [],
+                "permissions": ["SPOT"],
+            })
+        return {
+            "timezone": "UTC", "serverTime": now_us // 1000,
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            ],
+            "exchangeFilters": [], "symbols": symbols,
+        }
+
+
+class _AggTimes:
+    """A sequence view of aggregate start times, for bisect."""
+
+    def __init__(self, market: Market, starts: array[int]) -> None:
+        self.market, self.starts = market, starts
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k: int) -> int:
+        return int(self.market.anchor_us + self.market.stream.offsets_us[self.starts[k]])
