@@ -23,6 +23,9 @@ from schemahub.raw.layout import parse_key, product_prefix
 from schemahub.simulator.market import ProductSpec
 from schemahub.simulator.server import Simulator
 
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+
 SIM_START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
 EPOCH_2020_US = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
@@ -92,11 +95,14 @@ def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_
                            options, rate=rate if sim.exchange != "binance" else rate * 25, burst=burst)
 
 
-def cli_env(sim: Simulator | None, **extra: str) -> dict[str, str]:
+def cli_env(sim: Simulator | Sequence[Simulator] | None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess pointed at one simulator or several."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMAHUB_")}
     env.update(FAST_ENV)
-    exchange = sim.exchange if sim is not None else "coinbase"
-    env[f"SCHEMAHUB_{exchange.upper()}_URL"] = sim.url if sim is not None else "http://127.0.0.1:9"
+    env["SCHEMAHUB_COINBASE_URL"] = "http://127.0.0.1:9"
+    sims = [] if sim is None else [sim] if isinstance(sim, Simulator) else list(sim)
+    for one in sims:
+        env[f"SCHEMAHUB_{one.exchange.upper()}_URL"] = one.url
     env.update(extra)
     return env
 
@@ -108,6 +114,51 @@ def cli_args(*args: str) -> list[str]:
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cli_args(*args), env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+# -- recordings ------------------------------------------------------------------------
+
+
+def recording(relative: str) -> Any:
+    """A recorded exchange response: MIT-sourced ones are copied into tests/fixtures/;
+    LGPL-sourced ones are read from ../shared/fixtures/, and the test skips without it."""
+    local = FIXTURES / relative
+    if local.exists():
+        return orjson.loads(local.read_bytes())
+    shared = SHARED_FIXTURES / relative
+    if not shared.exists():
+        import pytest
+
+        pytest.skip(f"recording {relative} is read from ../shared/fixtures, which is absent here")
+    return orjson.loads(shared.read_bytes())
+
+
+def json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", str: "string", type(None): "null"}[type(value)]
+
+
+def assert_shaped_like(got: Any, recorded: Any, where: str = "$", *, same_keys: bool = True) -> None:
+    """``got`` (what the simulator serves) has the recorded JSON's shape: the same types all
+    the way down; objects with the same keys in the same order (``same_keys``) or a subset of
+    them; array items compared position by position with the recorded ones (rows such as
+    Kraken's are tuples), the last recorded item standing for any further ones."""
+    assert json_type(got) == json_type(recorded), f"{where}: {json_type(got)}, recorded {json_type(recorded)}"
+    if isinstance(got, dict):
+        if same_keys:
+            assert list(got) == list(recorded), f"{where}: keys {list(got)}, recorded {list(recorded)}"
+        else:
+            extra = [k for k in got if k not in recorded]
+            assert not extra, f"{where}: keys {extra} are not in the recording"
+        for key, value in got.items():
+            assert_shaped_like(value, recorded[key], f"{where}.{key}", same_keys=same_keys)
+    elif isinstance(got, list) and recorded:
+        for index, item in enumerate(got):
+            assert_shaped_like(item, recorded[min(index, len(recorded) - 1)], f"{where}[{index}]",
+                               same_keys=same_keys)
 
 
 # -- reading the lake back -------------------------------------------------------------

@@ -1,9 +1,10 @@
 """``make demo``: the whole pipeline on embedded defaults, offline, in about a minute.
 
-Starts the exchange simulator in the background, writes a seed of three products, ingests
-them into ``./lake`` through the real CLI (rate-limited like the real exchange),
-transforms them into the unified Delta table, runs example queries and the data-quality
-checks, and stops the simulator it started. The lake is recreated on every run, but only
+Starts a simulator for each exchange (Coinbase, Binance, Kraken) in the background, writes
+a seed per exchange, ingests all three into ``./lake`` through the real CLI (each
+rate-limited like the real exchange), transforms them into the one unified Delta table,
+runs example queries - BTC compared across exchanges minute by minute - and the
+data-quality checks, and stops the simulators it started. The lake is recreated on every run, but only
 if the demo created it: anything else at that path is left alone.
 """
 
@@ -32,42 +33,64 @@ def _fresh_lake(lake: Path) -> None:
     (lake / MARKER).write_text("created by `make demo`; the demo deletes and recreates this lake\n")
 
 
+SIMULATED = {
+    # exchange: (--history-scale, update-seed --filter); histories sized so that each
+    # exchange's ingest takes about half a minute at its own documented rate limit
+    "coinbase": ("2.5", "^(BTC|ETH|SOL)-USD$"),
+    "binance": ("0.5", "^(BTC|ETH)-USDT$"),
+    "kraken": ("0.6", "^(BTC|ETH)-USD$"),
+}
+
+
+def _start_simulator(exchange: str, history_scale: str) -> tuple[subprocess.Popen[str], str]:
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "schemahub", "simulate", "--exchange", exchange, "--port", "0",
+         "--history-scale", history_scale], stdout=subprocess.PIPE, text=True)
+    assert simulator.stdout is not None
+    line = simulator.stdout.readline().strip()  # "simulator listening on http://..."
+    if not line.startswith("simulator listening on "):
+        simulator.kill()
+        sys.exit(f"the {exchange} simulator did not start: {line!r}")
+    return simulator, line.rsplit(" ", 1)[1]
+
+
+def _query(sql: str, env: dict[str, str]) -> list[str]:
+    return subprocess.run([sys.executable, "-m", "schemahub", "query", "--format", "csv", sql], env=env,
+                          check=True, capture_output=True, text=True).stdout.splitlines()
+
+
 def main() -> None:
     lake = Path(os.environ.get("DEMO_LAKE", "lake")).absolute()
-    history_scale = os.environ.get("DEMO_HISTORY_SCALE", "2.5")
     _fresh_lake(lake)
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "schemahub", "simulate", "--port", "0", "--history-scale", history_scale],
-        stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "SCHEMAHUB_LAKE": str(lake)}
+    env.pop("SCHEMAHUB_LOG_FORMAT", None)
+    simulators = []
     try:
-        assert simulator.stdout is not None
-        line = simulator.stdout.readline().strip()  # "simulator listening on http://..."
-        if not line.startswith("simulator listening on "):
-            sys.exit(f"the simulator did not start: {line!r}")
-        url = line.rsplit(" ", 1)[1]
-        print(f"exchange simulator (Coinbase wire format, 10 req/s per IP) at {url}", flush=True)
-        env = {**os.environ, "SCHEMAHUB_COINBASE_URL": url, "SCHEMAHUB_LAKE": str(lake)}
-        env.pop("SCHEMAHUB_LOG_FORMAT", None)
-        _cli("update-seed", "--exchange", "coinbase", "--filter", "^(BTC|ETH|SOL)-USD$", env=env)
-        _cli("ingest", "--exchange", "coinbase", env=env)
+        for exchange, (scale, _) in SIMULATED.items():
+            simulator, url = _start_simulator(exchange, scale)
+            simulators.append(simulator)
+            env[f"SCHEMAHUB_{exchange.upper()}_URL"] = url
+            print(f"{exchange} simulator (its wire format and public rate limit) at {url}", flush=True)
+        for exchange, (_, pattern) in SIMULATED.items():
+            _cli("update-seed", "--exchange", exchange, "--filter", pattern, env=env)
+        _cli("ingest", "--exchange", "all", env=env)
     finally:
-        simulator.terminate()
-        simulator.wait(timeout=30)
+        for simulator in simulators:
+            simulator.terminate()
+            simulator.wait(timeout=30)
     _cli("transform", env=env)
-    day = subprocess.run(
-        [sys.executable, "-m", "schemahub", "query", "--format", "csv",
-         "SELECT max(trade_date) AS day FROM trades"], env=env, check=True, capture_output=True, text=True,
-    ).stdout.splitlines()[1]
     _cli("query", "SELECT exchange, symbol, count(*) AS trades, min(trade_ts) AS first, "
                   "max(trade_ts) AS last, round(sum(price * quantity)) AS notional "
                   "FROM trades GROUP BY ALL ORDER BY ALL", env=env)
+    _cli("query", "--file", "sql/btc_by_exchange_1m.sql", "--param", "minutes=5", env=env)
+    day = _query("SELECT max(trade_date) AS day FROM trades", env)[1]
     bars = Path("sql/ohlcv_1m.sql").read_text().strip().rstrip(";")
-    last_bars = f"SELECT * FROM ({bars}) ORDER BY minute_utc DESC LIMIT 10"  # noqa: S608 - our own file
+    last_bars = f"SELECT * FROM ({bars}) ORDER BY minute_utc DESC LIMIT 6"  # noqa: S608 - our own file
     _cli("query", last_bars, "--param", "symbol=BTC-USD",
-         "--param", f"day={day}", env=env, shown="query --file sql/ohlcv_1m.sql ... (last 10 bars)")
+         "--param", f"day={day}", env=env, shown="query --file sql/ohlcv_1m.sql ... (last bars)")
     _cli("query", "--file", "sql/daily_volume.sql", env=env)
     _cli("check", "--freshness", "1h", env=env)
-    print(f"\nraw lake: {lake}/raw (gzip JSONL, one file per 1000-id chunk)")
+    print(f"\nraw lake: {lake}/raw (gzip JSONL, one file per chunk of ids or page run)")
     print(f"unified table: {lake}/table/trades (Delta Lake; try `schemahub query \"SELECT ...\"`)")
 
 

@@ -139,20 +139,22 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
             unknown = [name for name in requested if name.strip().upper() not in found]
             if unknown:
                 raise ConfigError(f"no selected exchange lists {', '.join(unknown)}")
+        ingestors = [Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.lock_ttl, progress=progress)
+                     for source in sources]
+        for ingestor, products in zip(ingestors, chosen, strict=True):
+            ingestor.load_checkpoints(products)  # a refusal on one exchange stops all before any write
         if not dry_run:
             lake.clear_orphans()
 
-        def run(source: TradeSource, products: list[Product]) -> IngestReport:
-            ingestor = Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.lock_ttl,
-                                progress=progress)
-            options = options_for(type(source))
+        def run(ingestor: Ingestor, products: list[Product]) -> IngestReport:
+            options = options_for(type(ingestor.source))
             return ingestor.plan(products, options) if dry_run else ingestor.run(products, options)
 
-        if len(sources) == 1:
-            return [run(sources[0], chosen[0])]
-        with ThreadPoolExecutor(len(sources), thread_name_prefix="exchange") as pool:
-            futures = [pool.submit(run, source, products)
-                       for source, products in zip(sources, chosen, strict=True)]
+        if len(ingestors) == 1:
+            return [run(ingestors[0], chosen[0])]
+        with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
+            futures = [pool.submit(run, ingestor, products)
+                       for ingestor, products in zip(ingestors, chosen, strict=True)]
             return [future.result() for future in futures]
 
 

@@ -15,6 +15,7 @@ from schemahub.http.client import ExchangeClient
 from schemahub.simulator.server import Simulator
 from schemahub.sources.base import Product, iso_to_us
 from schemahub.sources.coinbase import Coinbase
+from tests.helpers import assert_shaped_like, json_type
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "coinbase"
 PRODUCTS = json.loads((FIXTURES / "products_all_2021-04-17_cryptofeed.json").read_text())
@@ -109,12 +110,6 @@ def test_bodies_that_break_the_contract_are_malformed(body: Any, message: str) -
         _source(_serve(body)).fetch_range(BTC_USDT, 0, 4)
 
 
-def _shape(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "number"
-    return type(value).__name__
-
-
 def test_simulator_serves_the_recorded_shapes(sim: Simulator) -> None:
     with httpx.Client(base_url=sim.url) as client:
         products = client.get("/products").json()
@@ -124,10 +119,10 @@ def test_simulator_serves_the_recorded_shapes(sim: Simulator) -> None:
     for product in products:
         for key, value in recorded.items():
             assert key in product, f"simulated product lacks {key}"
-            assert _shape(product[key]) == _shape(value), key
-    recorded_trade = TRADES[0]
+            assert json_type(product[key]) == json_type(value), key
+    assert_shaped_like(string_ids.json(), TRADES)  # same fields, same order, same JSON types
     for trade in trades:
-        assert list(trade) == list(recorded_trade)  # same fields, same order
+        assert list(trade) == list(TRADES[0])
         for key in ("side", "size", "price", "time"):
             assert isinstance(trade[key], str)
         assert trade["side"] in ("buy", "sell")

@@ -233,3 +233,21 @@ def test_urls_are_redacted_before_logging() -> None:
     safe = redact_url(url)
     assert "pw" not in safe and "abc" not in safe and "AKIA" not in safe and "=t" not in safe
     assert "limit=5" in safe
+
+
+def test_a_pause_cancels_reservations_made_before_it() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10.0, 1, clock=clock)
+    bucket.reserve()  # the only token goes to another thread
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # while we wait, someone is told 429
+        slept.append(seconds)
+        clock.advance(seconds)
+        if len(slept) == 1:
+            bucket.pause(5.0)
+
+    bucket._sleep = sleep
+    waited = bucket.acquire()
+    assert slept[0] == pytest.approx(0.1) and sum(slept) == pytest.approx(waited)
+    assert waited >= 5.0  # we queued again behind the pause instead of firing into it

@@ -29,22 +29,27 @@ def simulate(
     truncate_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of truncated bodies.")] = 0.0,
     reset_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of connection resets.")] = 0.0,
     rate_limit: Annotated[bool, typer.Option(help="Enforce the per-IP token bucket.")] = True,
-    rate: Annotated[float, typer.Option(min=0.01, help="Server-side requests/s per IP.")] = 10.0,
-    burst: Annotated[int, typer.Option(min=1, help="Server-side burst per IP.")] = 15,
+    rate: Annotated[float | None, typer.Option(
+        min=0.01, help="Server-side requests/s per IP (default: the exchange's documented limit).")] = None,
+    burst: Annotated[int | None, typer.Option(min=1, help="Server-side burst per IP.")] = None,
+    weight_limit: Annotated[int | None, typer.Option(
+        min=1, help="Binance: request weight per minute per IP (default 6000).")] = None,
     history_scale: Annotated[float, typer.Option(
         min=0.001, help="Multiply every product's history (trades existing at start).")] = 1.0,
 ) -> None:
     """Serve a simulated exchange over HTTP until interrupted (prints its URL first)."""
     from dataclasses import replace
 
-    from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES
+    from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES, LIMITS
     from schemahub.simulator.server import Faults, Simulator
 
     if exchange not in EXCHANGES:
         raise ConfigError(f"no simulator for {exchange!r}; available: {', '.join(EXCHANGES)}")
+    given = {"rate": rate, "burst": burst, "weight_limit": weight_limit}
+    limits = {**LIMITS[exchange], **{k: v for k, v in given.items() if v is not None}}
     faults = Faults(latency_s=latency, latency_jitter_s=jitter, error_rate=error_rate, hang_rate=hang_rate,
-                    truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit, rate=rate,
-                    burst=burst)
+                    truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit,
+                    **limits)  # type: ignore[arg-type]
     specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in DEFAULT_PRODUCTS[exchange]]
     try:
         sim = Simulator(exchange, specs, seed=seed, host=host, port=port, faults=faults)

@@ -46,6 +46,7 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._tokens = float(capacity)
         self._updated = clock()
+        self._pauses = 0
 
     def reserve(self, cost: float = 1.0) -> float:
         """Take ``cost`` tokens; return the seconds to wait before they may be used."""
@@ -71,11 +72,22 @@ class TokenBucket:
             return False
 
     def acquire(self, cost: float = 1.0) -> float:
-        """Block until the tokens are ours; return the seconds spent waiting."""
-        wait = self.reserve(cost)
-        if wait > 0:
-            self._sleep(wait)
-        return max(0.0, wait)
+        """Block until the tokens are ours; return the seconds spent waiting.
+
+        A pause that starts while we wait (another thread was told 429) cancels our
+        reservation: we queue again behind it instead of firing into the rate limit.
+        """
+        waited = 0.0
+        while True:
+            with self._lock:
+                pauses = self._pauses
+            wait = self.reserve(cost)
+            if wait > 0:
+                self._sleep(wait)
+                waited += wait
+            with self._lock:
+                if self._pauses == pauses:
+                    return waited
 
     def pause(self, seconds: float) -> None:
         """Hand out no token for ``seconds`` and start refilling from empty afterwards."""
@@ -86,6 +98,7 @@ class TokenBucket:
                 self._refill(now)
                 self._tokens = min(self._tokens, 0.0)
             self._updated = max(self._updated, until)
+            self._pauses += 1
 
     def reconfigure(self, rate: float, capacity: int) -> None:
         """Adopt a budget learned at run time (e.g. Binance's exchangeInfo.rateLimits)."""

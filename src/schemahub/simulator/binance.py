@@ -30,11 +30,16 @@ WEIGHTS = {"/api/v3/exchangeInfo": 20, "/api/v3/historicalTrades": 25, "/api/v3/
            "/api/v3/aggTrades": 4}
 
 
+IGNORE_GRACE_S = 0.5
+"""Requests arriving this soon after the first 429 were already on the wire: not ignoring it."""
+
+
 @dataclass
 class _Window:
     minute: int = -1
     used: int = 0
     refused: int = 0
+    first_refusal: float = 0.0
     banned_until: float = 0.0
     bans: int = 0
 
@@ -66,17 +71,21 @@ class BinanceSim(SimulatedExchange):
             window = self._windows.setdefault(ip, _Window())
             if now < window.banned_until:
                 return self._banned(window, now), "418"
-            minute = int(now // 60)
+            span = faults.weight_window_s
+            minute = int(now // span)
             if minute != window.minute:
                 window.minute, window.used, window.refused = minute, 0, 0
             weight = WEIGHTS.get(path, 1)
             if faults.rate_limit and window.used + weight > faults.weight_limit:
+                if window.refused == 0:
+                    window.first_refusal = now
                 window.refused += 1
-                if window.refused > faults.ban_after:
+                ignoring = now - window.first_refusal > IGNORE_GRACE_S
+                if (ignoring and window.refused > faults.ban_after) or faults.ban_after < 0:
                     window.bans += 1
                     window.banned_until = now + faults.ban_s * 2 ** (window.bans - 1)
                     return self._banned(window, now), "418"
-                retry = math.ceil((minute + 1) * 60 - now)
+                retry = max(1, math.ceil((minute + 1) * span - now))
                 body = {"code": -1003, "msg": f"Too much request weight used; current limit is "
                         f"{faults.weight_limit} request weight per 1 MINUTE. Please use WebSocket "
                         "Streams for live updates to avoid polling the API."}

@@ -62,3 +62,10 @@ DEFAULT_PRODUCTS: dict[str, tuple[ProductSpec, ...]] = {
                     native_id="XLTCZUSD", base_code="LTC", quote_code="USD", legacy_ids=True, gap_rate=0.0),
     ),
 }
+
+LIMITS: dict[str, dict[str, float]] = {
+    "coinbase": {"rate": 10.0, "burst": 15},  # 10 req/s per IP, bursts of 15
+    "binance": {"weight_limit": 6000, "weight_window_s": 60.0},  # 6000 request weight per minute
+    "kraken": {"rate": 1.0, "burst": 2},  # "about 1 per second"; a little slack for jitter
+}
+"""What each simulated exchange enforces per IP by default: its documented public limits."""

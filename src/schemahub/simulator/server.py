@@ -49,9 +49,12 @@ class Faults:
     burst: int = 15
     """Per-IP token bucket (Coinbase, Kraken)."""
     weight_limit: int = 6000
-    """Request weight per IP per minute (Binance)."""
+    """Request weight per IP per window (Binance)."""
+    weight_window_s: float = 60.0
+    """Binance's window: one minute; tests shorten it."""
     ban_after: int = 2
-    """Refusals a client may ignore within a minute before Binance bans it (418)."""
+    """Requests a client may send after being told 429 (past a short grace for requests
+    already on the wire) before Binance bans it (418); negative: ban at the first excess."""
     ban_s: float = 120.0
     """Length of the first ban; each further ban doubles it."""
     only_paths: str | None = None

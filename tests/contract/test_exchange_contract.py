@@ -1,0 +1,137 @@
+"""The contract every registered exchange passes, against its simulator over real HTTP.
+
+A new exchange is covered by adding it to the registry: these tests are parametrized over
+``list_exchanges()`` and the registry test fails until the connector has a mapping,
+recordings, recording tests and a simulator.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from schemahub.ingest.report import Status
+from schemahub.simulator.catalog import DEFAULT_PRODUCTS
+from schemahub.simulator.catalog import EXCHANGES as SIMULATED
+from schemahub.simulator.server import Faults, ManualClock
+from schemahub.sources.registry import list_exchanges, source_class
+from schemahub.transform.mapping import packaged
+from tests.conftest import SimFactory
+from tests.contract import test_recordings
+from tests.helpers import (
+    PRODUCTS_FOR,
+    TRADED,
+    assert_lake_matches_truth,
+    assert_table_matches_truth,
+    checkpoint,
+    ingest,
+    transform,
+)
+
+EXCHANGE_NAMES = list_exchanges()
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+@pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
+def test_every_registered_exchange_is_complete(exchange: str) -> None:
+    cls = source_class(exchange)
+    assert cls.__module__ == f"schemahub.sources.{exchange}", "one connector module, named after the exchange"
+    for endpoint in cls.endpoints:
+        mapping = packaged(exchange, endpoint)  # validates the YAML
+        assert (mapping.exchange, mapping.endpoint) == (exchange, endpoint)
+    recorded = FIXTURES / exchange
+    assert (recorded / "SOURCES.md").exists(), f"{recorded}/SOURCES.md documents the recordings"
+    assert any(name.startswith(f"test_{exchange}_") for name in dir(test_recordings)), \
+        f"tests/contract/test_recordings.py has no recording test for {exchange}"
+    assert exchange in SIMULATED and DEFAULT_PRODUCTS[exchange], f"no simulator for {exchange}"
+    assert exchange in PRODUCTS_FOR and TRADED[exchange], f"no contract test products for {exchange}"
+    # what we run never exceeds what the exchange documents
+    assert cls.client_limit.rate <= cls.rate_limit.rate and cls.client_limit.burst <= cls.rate_limit.burst
+
+
+@pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
+def test_full_then_incremental_backfill_equal_ground_truth(tmp_path: Path, make_sim: SimFactory,
+                                                          exchange: str) -> None:
+    sim = make_sim(exchange=exchange)
+    products = TRADED[exchange]
+    first = ingest(tmp_path, sim, products)
+    assert first.ok, first.to_dict()
+    for symbol in products:
+        assert_lake_matches_truth(tmp_path, sim, symbol)
+    transform(tmp_path)
+    assert_table_matches_truth(tmp_path, sim, products)
+    before = {s: checkpoint(tmp_path, s, exchange).last_trade_id for s in products}
+
+    assert isinstance(sim.clock, ManualClock)
+    sim.clock.advance(900)  # fifteen minutes of new trades
+    second = ingest(tmp_path, sim, products)
+    assert second.ok, second.to_dict()
+    for item in second.products:
+        after = checkpoint(tmp_path, item.symbol, exchange).last_trade_id
+        assert after > before[item.symbol]
+        assert item.first_trade_id is not None and item.first_trade_id > before[item.symbol]  # only new
+    for symbol in products:
+        assert_lake_matches_truth(tmp_path, sim, symbol)
+    transform(tmp_path)
+    assert_table_matches_truth(tmp_path, sim, products)
+
+
+RATE_LIMITED = {
+    # the client is told to go 3x faster than the exchange allows
+    "coinbase": (Faults(rate_limit=True, rate=40.0, burst=5), 120.0),
+    "binance": (Faults(rate_limit=True, weight_limit=300, weight_window_s=1.0), 2000.0 / 25),
+    "kraken": (Faults(rate_limit=True, rate=20.0, burst=3), 60.0),
+}
+
+
+@pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
+def test_rate_limit_answers_are_honoured_and_converge(tmp_path: Path, make_sim: SimFactory,
+                                                      exchange: str) -> None:
+    faults, rate = RATE_LIMITED[exchange]
+    sim = make_sim(exchange=exchange, faults=faults)
+    report = ingest(tmp_path, sim, TRADED[exchange], rate=rate, SCHEMAHUB_RETRY_MAX_ATTEMPTS="30")
+    assert report.ok, report.to_dict()
+    for symbol in TRADED[exchange]:
+        assert_lake_matches_truth(tmp_path, sim, symbol)
+    stats = sim.stats()
+    assert stats.get("429", 0) > 0, f"the simulator never refused {exchange}: {stats}"
+    assert stats.get("418", 0) == 0, "the client kept going after 429s and got banned"
+    assert sum(p.stats.snapshot()["rate_limited"] for p in report.products) > 0
+
+
+@pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
+def test_server_errors_and_broken_connections_converge(tmp_path: Path, make_sim: SimFactory,
+                                                      exchange: str) -> None:
+    faults = Faults(rate_limit=False, error_rate=0.08, truncate_rate=0.05, reset_rate=0.05, hang_rate=0.02,
+                    hang_s=5.0)
+    sim = make_sim(exchange=exchange, faults=faults)
+    report = ingest(tmp_path, sim, TRADED[exchange], SCHEMAHUB_HTTP_READ_TIMEOUT="0.4",
+                    SCHEMAHUB_RETRY_MAX_ATTEMPTS="25", SCHEMAHUB_BREAKER_THRESHOLD="30")
+    assert report.ok, report.to_dict()
+    for symbol in TRADED[exchange]:
+        assert_lake_matches_truth(tmp_path, sim, symbol)
+    assert sim.stats().get("error", 0) > 0 and sum(p.stats.snapshot()["retries"] for p in report.products) > 0
+
+
+BANS = {"binance": Faults(rate_limit=True, weight_limit=100, weight_window_s=60.0, ban_after=-1, ban_s=300)}
+
+
+@pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
+def test_a_ban_stops_the_exchange_at_once(tmp_path: Path, make_sim: SimFactory, exchange: str) -> None:
+    if exchange not in BANS:
+        pytest.skip(f"{exchange} does not ban IPs (it throttles: see the rate-limit test)")
+    sim = make_sim(exchange=exchange, faults=BANS[exchange])
+    started = time.monotonic()
+    report = ingest(tmp_path, sim, TRADED[exchange], rate=1000.0, SCHEMAHUB_RETRY_MAX_ATTEMPTS="30")
+    assert time.monotonic() - started < 10
+    assert not report.ok
+    for item in report.products:
+        assert item.status is Status.FAILED and item.error is not None
+        assert "banned" in item.error
+    stats = sim.stats()
+    # Requests already on the wire may meet the ban too, but nothing is sent after it.
+    in_flight = 3 * 4
+    assert 1 <= stats["418"] <= in_flight, stats
+    assert sum(p.stats.snapshot()["retries"] for p in report.products) == 0 or stats["418"] <= in_flight
