@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	cd bench && ../$(BIN)/python transform.py
 	cd bench && ../$(BIN)/python query.py
+	cd bench && ../$(BIN)/python cloud.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

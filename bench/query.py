@@ -19,7 +19,7 @@ from pathlib import Path
 
 from deltalake import DeltaTable, write_deltalake
 
-from schemahub.query.engine import connect
+from schemahub.infra.duck import connect
 from schemahub.table.delta import TradesTable, compact, writer_properties
 from schemahub.transform.schema import PARTITION_BY, SCHEMA
 from synth import START, unified_sql

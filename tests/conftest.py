@@ -1,23 +1,55 @@
-"""Shared fixtures: an isolated environment, and simulators on a frozen clock."""
+"""Shared fixtures: an isolated environment, simulators on a frozen clock, and lakes.
+
+``lake`` runs a test twice: on a local folder, and on an S3 bucket with DynamoDB locks
+served by a real moto server (tests.lakes). ``s3_lake`` is the S3 one alone.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemahub.simulator.server import Faults, ManualClock, Simulator
 from tests.helpers import PRODUCTS_FOR, SIM_START
+from tests.lakes import LakeRef, MotoServer, new_s3_lake, wait_until_up
+
+_MOTO_URL = os.environ.get("SCHEMAHUB_TEST_MOTO_URL")  # read before _clean_environ runs
 
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No SCHEMAHUB_* setting of the developer's shell leaks into a test."""
+    """No SCHEMAHUB_* or AWS_* setting of the developer's shell leaks into a test."""
     for name in list(os.environ):
-        if name.startswith("SCHEMAHUB_"):
+        if name.startswith(("SCHEMAHUB_", "AWS_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto server: CI's (SCHEMAHUB_TEST_MOTO_URL), or one started for this session."""
+    if _MOTO_URL:
+        wait_until_up(_MOTO_URL)
+        yield _MOTO_URL
+        return
+    server = MotoServer()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def s3_lake(moto_url: str) -> LakeRef:
+    return new_s3_lake(moto_url)
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> LakeRef:
+    if request.param == "local":
+        return LakeRef(str(tmp_path / "lake"))
+    return new_s3_lake(request.getfixturevalue("moto_url"))
 
 
 SimFactory = Callable[..., Simulator]

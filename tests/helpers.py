@@ -15,13 +15,13 @@ import orjson
 from schemahub import pipeline
 from schemahub.config import Settings
 from schemahub.infra.checkpoints import Checkpoint, GapLog
-from schemahub.infra.storage import LocalStorage
 from schemahub.ingest.engine import IngestOptions
 from schemahub.ingest.report import IngestReport
 from schemahub.raw import files
 from schemahub.raw.layout import parse_key, product_prefix
 from schemahub.simulator.market import ProductSpec
 from schemahub.simulator.server import Simulator
+from tests.lakes import LakeLike, LakeRef, as_lake
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
@@ -78,13 +78,15 @@ FAST_ENV = {
 }
 
 
-def settings(lake: Path, sim: Simulator | None, **env: str) -> Settings:
+def settings(lake: LakeLike, sim: Simulator | None, **env: str) -> Settings:
     url = sim.url if sim is not None else "http://127.0.0.1:9"
     exchange = sim.exchange if sim is not None else "coinbase"
-    return Settings.load(str(lake), env={**FAST_ENV, f"SCHEMAHUB_{exchange.upper()}_URL": url, **env})
+    where = as_lake(lake)
+    return Settings.load(where.url, env={**FAST_ENV, **where.env, f"SCHEMAHUB_{exchange.upper()}_URL": url,
+                                         **env})
 
 
-def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_us: int = EPOCH_2020_US,
+def ingest(lake: LakeLike, sim: Simulator, products: Sequence[str] | None, *, since_us: int = EPOCH_2020_US,
            rate: float = 1000.0, burst: int = 50, workers: int = 3, chunks: int = 4,
            **env: str) -> IngestReport:
     options = IngestOptions(since_us=since_us, workers=workers, chunk_concurrency=chunks,
@@ -95,10 +97,13 @@ def ingest(lake: Path, sim: Simulator, products: Sequence[str] | None, *, since_
                            options, rate=rate if sim.exchange != "binance" else rate * 25, burst=burst)
 
 
-def cli_env(sim: Simulator | Sequence[Simulator] | None, **extra: str) -> dict[str, str]:
-    """The environment of a CLI subprocess pointed at one simulator or several."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMAHUB_")}
+def cli_env(sim: Simulator | Sequence[Simulator] | None, lake: LakeRef | None = None,
+            **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess pointed at one simulator or several (and a lake)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHEMAHUB_", "AWS_"))}
     env.update(FAST_ENV)
+    if lake is not None:
+        env.update(lake.env)
     env["SCHEMAHUB_COINBASE_URL"] = "http://127.0.0.1:9"
     sims = [] if sim is None else [sim] if isinstance(sim, Simulator) else list(sim)
     for one in sims:
@@ -164,9 +169,9 @@ def assert_shaped_like(got: Any, recorded: Any, where: str = "$", *, same_keys: 
 # -- reading the lake back -------------------------------------------------------------
 
 
-def raw_files(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple[str, files.RawHeader,
-                                                                                list[dict[str, Any]]]]:
-    storage = LocalStorage(lake)
+def raw_files(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[tuple[str, files.RawHeader,
+                                                                                    list[dict[str, Any]]]]:
+    storage = as_lake(lake).storage()
     out = []
     for info in storage.list(product_prefix(exchange, symbol)):
         assert parse_key(info.key) is not None, f"unexpected object in the raw layer: {info.key}"
@@ -177,21 +182,35 @@ def raw_files(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple
     return out
 
 
-def raw_records(lake: Path, symbol: str, exchange: str = "coinbase") -> list[dict[str, Any]]:
+def lake_keys(lake: LakeLike, prefix: str = "") -> list[str]:
+    """Every object in the lake under ``prefix`` (leases included for a local lake)."""
+    return [info.key for info in as_lake(lake).storage().list(prefix)]
+
+
+def held_leases(lake: LakeLike, owners: bool = False) -> Any:
+    """The leases someone holds right now (released ones excluded): names, or (name, owner)."""
+    lakeref = as_lake(lake)
+    backend = pipeline.open_lake(Settings.load(lakeref.url, env={**os.environ, **lakeref.env})).locks
+    held = [(record.name, record.owner) for record in backend.list() if not record.released]
+    return held if owners else {name for name, _ in held}
+
+
+def raw_records(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[dict[str, Any]]:
     """Every raw trade line of a product, in file order."""
     return [record for _, _, records in raw_files(lake, symbol, exchange) for record in records]
 
 
-def checkpoint(lake: Path, symbol: str, exchange: str = "coinbase") -> Checkpoint:
-    data = (lake / "state" / "checkpoints" / exchange / f"{symbol}.json").read_bytes()
+def checkpoint(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> Checkpoint:
+    data = as_lake(lake).storage().read(f"state/checkpoints/{exchange}/{symbol}.json")
+    assert data is not None, f"no checkpoint for {exchange} {symbol}"
     return Checkpoint.model_validate(orjson.loads(data))
 
 
-def gap_ranges(lake: Path, symbol: str, exchange: str = "coinbase") -> list[tuple[int, int]]:
-    path = lake / "state" / "gaps" / exchange / f"{symbol}.json"
-    if not path.exists():
+def gap_ranges(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[tuple[int, int]]:
+    data = as_lake(lake).storage().read(f"state/gaps/{exchange}/{symbol}.json")
+    if data is None:
         return []
-    log = GapLog.model_validate(orjson.loads(path.read_bytes()))
+    log = GapLog.model_validate(orjson.loads(data))
     return [(g.first_id, g.last_id) for g in log.gaps]
 
 
@@ -224,7 +243,7 @@ def expand(ranges: list[tuple[int, int]]) -> list[int]:
     return [i for a, b in ranges for i in range(a, b + 1)]
 
 
-def assert_lake_matches_truth(lake: Path, sim: Simulator, symbol: str) -> Checkpoint:
+def assert_lake_matches_truth(lake: LakeLike, sim: Simulator, symbol: str) -> Checkpoint:
     """Raw lines == ground truth, verbatim, trade by trade; gaps == the simulator's skipped ids."""
     exchange = sim.exchange
     cp = checkpoint(lake, symbol, exchange)
@@ -263,24 +282,31 @@ class FakeClock:
 # -- the unified table ----------------------------------------------------------------------
 
 
-def transform(lake: Path, **options: Any) -> Any:
+def transform(lake: LakeLike, **options: Any) -> Any:
     from schemahub.transform.runner import TransformOptions
 
     return pipeline.transform(settings(lake, None), TransformOptions(**options))
 
 
-def table_rows(lake: Path, version: int | None = None, exchange: str | None = None) -> list[dict[str, Any]]:
-    """Every row of the unified table, sorted by its primary key."""
+def delta_table(lake: LakeLike) -> Any:
+    """The unified table, opened with delta-rs directly (not through SchemaHub)."""
     from deltalake import DeltaTable
 
-    delta = DeltaTable(str(lake / "table" / "trades"))
+    storage = as_lake(lake).storage()
+    return DeltaTable(storage.url_for("table/trades"), storage_options=storage.table_options() or None)
+
+
+def table_rows(lake: LakeLike, version: int | None = None,
+               exchange: str | None = None) -> list[dict[str, Any]]:
+    """Every row of the unified table, sorted by its primary key."""
+    delta = delta_table(lake)
     if version is not None:
         delta.load_as_version(version)
     rows = [r for r in delta.to_pyarrow_table().to_pylist() if exchange is None or r["exchange"] == exchange]
     return sorted(rows, key=lambda r: (r["exchange"], r["symbol"], int(r["trade_id"])))
 
 
-def expected_rows(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[dict[str, Any]]:
+def expected_rows(lake: LakeLike, sim: Simulator, symbols: Sequence[str]) -> list[dict[str, Any]]:
     """The table as it must be: the simulator's trades in unified form, with the taker side,
     exact microsecond times, and ingest_ts from the raw file each trade was fetched in."""
     from schemahub.sources.base import us_to_datetime
@@ -308,7 +334,8 @@ def expected_rows(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[di
     return rows
 
 
-def assert_table_matches_truth(lake: Path, sim: Simulator, symbols: Sequence[str]) -> list[dict[str, Any]]:
+def assert_table_matches_truth(lake: LakeLike, sim: Simulator,
+                               symbols: Sequence[str]) -> list[dict[str, Any]]:
     """Row by row, every column: taker side, µs timestamps, exact ids; no loss, no duplicate."""
     got = table_rows(lake, exchange=sim.exchange)
     keys = [(r["exchange"], r["symbol"], r["trade_id"]) for r in got]

@@ -4,7 +4,10 @@ Flags win over the environment, the environment over defaults. Every value is ch
 when it is read, and a bad one is a ``ConfigError`` that names the variable.
 
 =================================  ==========================================================
-``SCHEMAHUB_LAKE``                 lake location (default ``./lake``)
+``SCHEMAHUB_LAKE``                 lake location: a path or ``s3://bucket/prefix`` (default ``./lake``)
+``SCHEMAHUB_LOCKS``                ``dynamodb://table`` for leases (required for an s3:// lake)
+``SCHEMAHUB_GLUE_DATABASE``        Glue database ``init-cloud`` registers tables in (``schemahub``)
+``AWS_*``                          region, credentials, profile, endpoint: boto3's standard chain
 ``SCHEMAHUB_<EXCHANGE>_URL``       base URL of an exchange, e.g. the simulator or a proxy
 ``SCHEMAHUB_<EXCHANGE>_ENDPOINT``  which trade endpoint (Binance: historicalTrades or aggTrades)
 ``SCHEMAHUB_HTTP_CONNECT_TIMEOUT`` seconds to open a connection (default 5)
@@ -83,6 +86,7 @@ class Settings:
             base_url=self.exchange_url(source),
             rate=None if unlimited else (rate or source.client_limit.rate),
             burst=burst or source.client_limit.burst,
+            rate_is_explicit=rate is not None,
             connect_timeout=_number(env, "SCHEMAHUB_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.01),
             read_timeout=_number(env, "SCHEMAHUB_HTTP_READ_TIMEOUT", 15.0, minimum=0.01),
             rate_limit_pause=_number(env, "SCHEMAHUB_RATE_LIMIT_PAUSE", source.rate_limit_pause),

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("schemahub.pipeline")
 
 
+TABLE_KEY = "table/trades"
+
+
 @dataclass(frozen=True)
 class Lake:
     storage: Storage
@@ -53,12 +56,36 @@ class Lake:
             if removed:
                 log.info("removed %d temp files left by killed writers", removed)
 
+    @property
+    def table(self) -> TradesTable:
+        from schemahub.table.delta import TradesTable
+
+        return TradesTable(self.storage.url_for(TABLE_KEY), self.storage.table_options() or None)
+
 
 def open_lake(settings: Settings) -> Lake:
-    storage = open_storage(settings.lake)
-    if not isinstance(storage, LocalStorage):
-        raise ConfigError(f"no lock backend for lake {settings.lake}")
-    return Lake(storage, LocalLocks(Path(storage.root) / "state" / "locks"))
+    """The lake's storage and lock backend; a cloud lake is checked before anything runs."""
+    storage = open_storage(settings.lake, settings.env)
+    locks_url = settings.env.get("SCHEMAHUB_LOCKS") or ""
+    locks: LockBackend
+    if locks_url.startswith("dynamodb://"):
+        from schemahub.infra.aws import Aws
+        from schemahub.infra.dynamo_locks import DynamoLocks, parse_locks_url
+
+        locks = DynamoLocks(parse_locks_url(locks_url), Aws.from_env(settings.env), storage.url_for("state"))
+    elif locks_url:
+        raise ConfigError(f"SCHEMAHUB_LOCKS={locks_url!r}: expected dynamodb://TABLE (or unset: lease "
+                          "files in a local lake)")
+    elif isinstance(storage, LocalStorage):
+        locks = LocalLocks(Path(storage.root) / "state" / "locks")
+    else:
+        raise ConfigError(f"SCHEMAHUB_LOCKS is not set: a lake at {settings.lake} is shared between hosts, "
+                          "so its leases need a shared lock table (SCHEMAHUB_LOCKS=dynamodb://TABLE)")
+    for backend in (storage, locks):
+        check = getattr(backend, "check", None)
+        if check is not None:
+            check()  # a missing bucket/table or refused credentials fail here, naming the setting
+    return Lake(storage, locks)
 
 
 @contextmanager
@@ -222,29 +249,20 @@ def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -
     return results
 
 
-TABLE_KEY = "table/trades"
-
-
-def trades_table(settings: Settings) -> TradesTable:
-    from schemahub.table.delta import TradesTable
-
-    return TradesTable(open_lake(settings).storage.url_for(TABLE_KEY))
-
-
 def transform(settings: Settings, options: TransformOptions) -> TransformReport:
     from schemahub.transform.runner import Transformer
 
     lake = open_lake(settings)
     if not options.dry_run:
         lake.clear_orphans()
-    return Transformer(lake.storage, trades_table(settings)).run(options)
+    return Transformer(lake.storage, lake.table).run(options)
 
 
 def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool, retain_hours: int,
             dry_run_vacuum: bool) -> CompactResult:
     from schemahub.table.delta import compact as compact_table
 
-    delta = trades_table(settings).load()
+    delta = open_lake(settings).table.load()
     if delta is None:
         raise ConfigError("there is no table to compact yet: run `schemahub transform` first")
     return compact_table(delta, target_size=target_size, zorder=zorder, vacuum=vacuum,
@@ -252,18 +270,19 @@ def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool,
 
 
 def query_engine(settings: Settings, *, version: int | None = None,
-                 as_of: datetime | None = None) -> QueryEngine:
+                 as_of: datetime | None = None, lake: Lake | None = None) -> QueryEngine:
     from schemahub.query.engine import QueryEngine
 
-    return QueryEngine(trades_table(settings), version=version, as_of=as_of)
+    lake = lake or open_lake(settings)
+    return QueryEngine(lake.table, version=version, as_of=as_of, storage=lake.storage)
 
 
 def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
     from schemahub.quality.checks import Checker
 
     lake = open_lake(settings)
-    engine = query_engine(settings)
+    engine = query_engine(settings, lake=lake)
     try:
-        return Checker(lake.storage, trades_table(settings), engine).run(options)
+        return Checker(lake.storage, lake.table, engine).run(options)
     finally:
         engine.close()

@@ -29,6 +29,7 @@ from tests.helpers import (
     ingest,
     transform,
 )
+from tests.lakes import LakeRef
 
 EXCHANGE_NAMES = list_exchanges()
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -52,30 +53,30 @@ def test_every_registered_exchange_is_complete(exchange: str) -> None:
 
 
 @pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
-def test_full_then_incremental_backfill_equal_ground_truth(tmp_path: Path, make_sim: SimFactory,
+def test_full_then_incremental_backfill_equal_ground_truth(lake: LakeRef, make_sim: SimFactory,
                                                           exchange: str) -> None:
     sim = make_sim(exchange=exchange)
     products = TRADED[exchange]
-    first = ingest(tmp_path, sim, products)
+    first = ingest(lake, sim, products)
     assert first.ok, first.to_dict()
     for symbol in products:
-        assert_lake_matches_truth(tmp_path, sim, symbol)
-    transform(tmp_path)
-    assert_table_matches_truth(tmp_path, sim, products)
-    before = {s: checkpoint(tmp_path, s, exchange).last_trade_id for s in products}
+        assert_lake_matches_truth(lake, sim, symbol)
+    transform(lake)
+    assert_table_matches_truth(lake, sim, products)
+    before = {s: checkpoint(lake, s, exchange).last_trade_id for s in products}
 
     assert isinstance(sim.clock, ManualClock)
     sim.clock.advance(900)  # fifteen minutes of new trades
-    second = ingest(tmp_path, sim, products)
+    second = ingest(lake, sim, products)
     assert second.ok, second.to_dict()
     for item in second.products:
-        after = checkpoint(tmp_path, item.symbol, exchange).last_trade_id
+        after = checkpoint(lake, item.symbol, exchange).last_trade_id
         assert after > before[item.symbol]
         assert item.first_trade_id is not None and item.first_trade_id > before[item.symbol]  # only new
     for symbol in products:
-        assert_lake_matches_truth(tmp_path, sim, symbol)
-    transform(tmp_path)
-    assert_table_matches_truth(tmp_path, sim, products)
+        assert_lake_matches_truth(lake, sim, symbol)
+    transform(lake)
+    assert_table_matches_truth(lake, sim, products)
 
 
 RATE_LIMITED = {
@@ -102,16 +103,16 @@ def test_rate_limit_answers_are_honoured_and_converge(tmp_path: Path, make_sim: 
 
 
 @pytest.mark.parametrize("exchange", EXCHANGE_NAMES)
-def test_server_errors_and_broken_connections_converge(tmp_path: Path, make_sim: SimFactory,
+def test_server_errors_and_broken_connections_converge(lake: LakeRef, make_sim: SimFactory,
                                                       exchange: str) -> None:
     faults = Faults(rate_limit=False, error_rate=0.08, truncate_rate=0.05, reset_rate=0.05, hang_rate=0.02,
                     hang_s=5.0)
     sim = make_sim(exchange=exchange, faults=faults)
-    report = ingest(tmp_path, sim, TRADED[exchange], SCHEMAHUB_HTTP_READ_TIMEOUT="0.4",
+    report = ingest(lake, sim, TRADED[exchange], SCHEMAHUB_HTTP_READ_TIMEOUT="0.4",
                     SCHEMAHUB_RETRY_MAX_ATTEMPTS="25", SCHEMAHUB_BREAKER_THRESHOLD="30")
     assert report.ok, report.to_dict()
     for symbol in TRADED[exchange]:
-        assert_lake_matches_truth(tmp_path, sim, symbol)
+        assert_lake_matches_truth(lake, sim, symbol)
     assert sim.stats().get("error", 0) > 0 and sum(p.stats.snapshot()["retries"] for p in report.products) > 0
 
 

@@ -34,8 +34,6 @@ from tests.helpers import (
     transform,
 )
 
-AGG = {"SCHEMAHUB_BINANCE_ENDPOINT": "aggTrades"}
-
 
 def _fetched(lake: Path, symbol: str, exchange: str) -> dict[int, datetime]:
     """When each raw line was first fetched, by its id."""
@@ -91,7 +89,7 @@ def test_switching_endpoints_is_refused_before_anything_is_written(tmp_path: Pat
     with pytest.raises(ConfigError, match="ETH-BTC was ingested from historicalTrades, not aggTrades"):
         ingest(tmp_path, sim, ["ETH-BTC"], SCHEMAHUB_BINANCE_ENDPOINT="aggTrades")
     result = run_cli("ingest", "--exchange", "binance", "--products", "ETH-BTC", "--lake", str(tmp_path),
-                     env=cli_env(sim, **AGG))
+                     env=cli_env(sim, SCHEMAHUB_BINANCE_ENDPOINT="aggTrades"))
     assert result.returncode == 2
     assert "SCHEMAHUB_BINANCE_ENDPOINT=historicalTrades" in result.stderr
     after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()

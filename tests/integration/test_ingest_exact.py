@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from schemahub import pipeline
 from schemahub.ingest.engine import IngestOptions
@@ -24,15 +23,16 @@ from tests.helpers import (
     skipped_ids,
     trade_id,
 )
+from tests.lakes import LakeRef
 
 PRODUCTS = ["BTC-USD", "SOL-USD", "BTC-USDT"]
 
 
-def test_full_backfill_is_exact(tmp_path: Path, sim: Simulator) -> None:
-    report = ingest(tmp_path, sim, PRODUCTS)
+def test_full_backfill_is_exact(lake: LakeRef, sim: Simulator) -> None:
+    report = ingest(lake, sim, PRODUCTS)
     assert report.ok, report.to_dict()
     for symbol in PRODUCTS:
-        cp = assert_lake_matches_truth(tmp_path, sim, symbol)
+        cp = assert_lake_matches_truth(lake, sim, symbol)
         truth = sim.ground_truth(symbol)
         # The whole history, up to and including the newest trade at the head.
         assert cp.start_after_id == trade_id(truth[0]) - 1
@@ -41,17 +41,17 @@ def test_full_backfill_is_exact(tmp_path: Path, sim: Simulator) -> None:
     assert skipped_ids(sim, "BTC-USD", 0, 10**12)
 
 
-def test_string_ids_stay_strings_and_mixed_pages_work(tmp_path: Path, sim: Simulator) -> None:
-    ingest(tmp_path, sim, ["BTC-USDT", "SOL-USD"])
-    usdt = [r for _, _, records in raw_files(tmp_path, "BTC-USDT") for r in records]
+def test_string_ids_stay_strings_and_mixed_pages_work(lake: LakeRef, sim: Simulator) -> None:
+    ingest(lake, sim, ["BTC-USDT", "SOL-USD"])
+    usdt = [r for _, _, records in raw_files(lake, "BTC-USDT") for r in records]
     assert usdt and all(isinstance(r["trade_id"], str) for r in usdt)
-    sol = [r for _, _, records in raw_files(tmp_path, "SOL-USD") for r in records]
+    sol = [r for _, _, records in raw_files(lake, "SOL-USD") for r in records]
     assert {type(r["trade_id"]) for r in sol} == {int, str}
 
 
-def test_raw_files_cover_chunks_without_overlap(tmp_path: Path, sim: Simulator) -> None:
-    ingest(tmp_path, sim, ["BTC-USD"])
-    found = raw_files(tmp_path, "BTC-USD")
+def test_raw_files_cover_chunks_without_overlap(lake: LakeRef, sim: Simulator) -> None:
+    ingest(lake, sim, ["BTC-USD"])
+    found = raw_files(lake, "BTC-USD")
     coverage = sorted((h.covers_after_id, h.covers_through_id) for _, h, _ in found)
     for (_, prev_hi), (lo, _) in itertools.pairwise(coverage):
         assert lo == prev_hi, "chunks must tile the id space: no overlap, no hole"
@@ -65,16 +65,16 @@ def test_raw_files_cover_chunks_without_overlap(tmp_path: Path, sim: Simulator) 
         assert header.requests and header.requests[0].headers["cb-after"]
 
 
-def test_incremental_run_fetches_only_new_trades(tmp_path: Path, sim: Simulator) -> None:
-    first = ingest(tmp_path, sim, ["BTC-USD"])
-    before = checkpoint(tmp_path, "BTC-USD").last_trade_id
-    files_before = {key for key, _, _ in raw_files(tmp_path, "BTC-USD")}
+def test_incremental_run_fetches_only_new_trades(lake: LakeRef, sim: Simulator) -> None:
+    first = ingest(lake, sim, ["BTC-USD"])
+    before = checkpoint(lake, "BTC-USD").last_trade_id
+    files_before = {key for key, _, _ in raw_files(lake, "BTC-USD")}
     assert isinstance(sim.clock, ManualClock)
     sim.clock.advance(600)  # ten minutes of new trades at the head
-    second = ingest(tmp_path, sim, ["BTC-USD"])
-    after = checkpoint(tmp_path, "BTC-USD")
+    second = ingest(lake, sim, ["BTC-USD"])
+    after = checkpoint(lake, "BTC-USD")
     assert after.last_trade_id == trade_id(sim.ground_truth("BTC-USD")[-1]) > before
-    new_files = [(k, h, r) for k, h, r in raw_files(tmp_path, "BTC-USD") if k not in files_before]
+    new_files = [(k, h, r) for k, h, r in raw_files(lake, "BTC-USD") if k not in files_before]
     assert new_files and all(h.covers_after_id >= before for _, h, _ in new_files)
     assert second.products[0].trades == after.last_trade_id - before - len(
         skipped_ids(sim, "BTC-USD", before, after.last_trade_id))
@@ -82,36 +82,36 @@ def test_incremental_run_fetches_only_new_trades(tmp_path: Path, sim: Simulator)
     chunks = -(-(after.last_trade_id - before) // 1000)
     assert second.products[0].stats.snapshot()["requests"] == 1 + chunks
     assert first.products[0].cold_start and not second.products[0].cold_start
-    assert_lake_matches_truth(tmp_path, sim, "BTC-USD")
+    assert_lake_matches_truth(lake, sim, "BTC-USD")
 
 
-def test_second_run_without_new_trades_is_a_no_op(tmp_path: Path, sim: Simulator) -> None:
-    ingest(tmp_path, sim, ["SOL-USD"])
-    report = ingest(tmp_path, sim, ["SOL-USD"])
+def test_second_run_without_new_trades_is_a_no_op(lake: LakeRef, sim: Simulator) -> None:
+    ingest(lake, sim, ["SOL-USD"])
+    report = ingest(lake, sim, ["SOL-USD"])
     assert report.products[0].status is Status.UP_TO_DATE
     assert report.products[0].trades == 0
 
 
-def test_cold_start_since_finds_the_first_trade_at_or_after(tmp_path: Path, sim: Simulator) -> None:
+def test_cold_start_since_finds_the_first_trade_at_or_after(lake: LakeRef, sim: Simulator) -> None:
     truth = sim.ground_truth("BTC-USD")
     pick = truth[len(truth) // 3]
     since = iso_to_us(pick["time"])
-    ingest(tmp_path, sim, ["BTC-USD"], since_us=since)
-    cp = assert_lake_matches_truth(tmp_path, sim, "BTC-USD")
-    first = min(trade_id(r) for _, _, records in raw_files(tmp_path, "BTC-USD") for r in records)
+    ingest(lake, sim, ["BTC-USD"], since_us=since)
+    cp = assert_lake_matches_truth(lake, sim, "BTC-USD")
+    first = min(trade_id(r) for _, _, records in raw_files(lake, "BTC-USD") for r in records)
     expected = next(trade_id(t) for t in truth if iso_to_us(t["time"]) >= since)
     assert first == expected
     assert cp.start_after_id < expected
     assert all(iso_to_us(t["time"]) < since for t in truth if trade_id(t) <= cp.start_after_id)
 
 
-def test_default_cold_start_is_the_last_24_hours(tmp_path: Path, make_sim: SimFactory) -> None:
+def test_default_cold_start_is_the_last_24_hours(lake: LakeRef, make_sim: SimFactory) -> None:
     # 40,000 trades at 0.3/s span about 37 hours: only the newest 24 hours are ingested.
     # The market's clock starts at the real "now", which the 24-hour guard is measured from.
     spec = replace(TEST_PRODUCTS[0], trades_per_s=0.3, history=40_000, gap_rate=0.0)
     sim2 = make_sim(products=[spec], start=time.time())
-    pipeline.ingest(settings(tmp_path, sim2), "coinbase", ["BTC-USD"], IngestOptions(), rate=1000, burst=50)
-    cp = checkpoint(tmp_path, "BTC-USD")
+    pipeline.ingest(settings(lake, sim2), "coinbase", ["BTC-USD"], IngestOptions(), rate=1000, burst=50)
+    cp = checkpoint(lake, "BTC-USD")
     truth = sim2.ground_truth("BTC-USD")
     horizon = sim2.now_us() - 24 * 3600 * 1_000_000
     assert truth[0]["time"] < truth[-1]["time"]

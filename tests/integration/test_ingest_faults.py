@@ -11,23 +11,24 @@ from schemahub.errors import CircuitOpen, ExchangeUnavailable
 from schemahub.ingest.report import Status
 from schemahub.simulator.server import Faults, ManualClock
 from tests.conftest import SimFactory
-from tests.helpers import assert_lake_matches_truth, ingest
+from tests.helpers import assert_lake_matches_truth, ingest, lake_keys
+from tests.lakes import LakeRef
 
 PRODUCTS = ["BTC-USD", "SOL-USD", "BTC-USDT"]
 
 
-def test_chaos_run_still_converges_exactly(tmp_path: Path, make_sim: SimFactory) -> None:
+def test_chaos_run_still_converges_exactly(lake: LakeRef, make_sim: SimFactory) -> None:
     faults = Faults(
         rate_limit=True, rate=40.0, burst=5,  # the client below asks for 120/s: a 429 storm
         error_rate=0.08, hang_rate=0.03, hang_s=5.0, truncate_rate=0.05, reset_rate=0.05,
     )
     sim = make_sim(faults=faults)
-    report = ingest(tmp_path, sim, PRODUCTS, rate=120.0, burst=20, chunks=4,
+    report = ingest(lake, sim, PRODUCTS, rate=120.0, burst=20, chunks=4,
                     SCHEMAHUB_HTTP_READ_TIMEOUT="0.4", SCHEMAHUB_RETRY_MAX_ATTEMPTS="25",
                     SCHEMAHUB_BREAKER_THRESHOLD="30")
     assert report.ok, report.to_dict()
     for symbol in PRODUCTS:
-        assert_lake_matches_truth(tmp_path, sim, symbol)
+        assert_lake_matches_truth(lake, sim, symbol)
     seen = sim.stats()
     for fault in ("429", "error", "hang", "truncate", "reset"):
         assert seen.get(fault, 0) > 0, f"the simulator never injected {fault}: {seen}"
@@ -36,16 +37,16 @@ def test_chaos_run_still_converges_exactly(tmp_path: Path, make_sim: SimFactory)
     assert sum(s["retries"] for s in stats) >= sum(seen.get(f, 0) for f in ("error", "truncate"))
 
 
-def test_exchange_dying_mid_run_fails_fast_without_hammering(tmp_path: Path, make_sim: SimFactory) -> None:
+def test_exchange_dying_mid_run_fails_fast_without_hammering(lake: LakeRef, make_sim: SimFactory) -> None:
     sim = make_sim()
-    ingest(tmp_path, sim, PRODUCTS)  # a good first run, so there are checkpoints
+    ingest(lake, sim, PRODUCTS)  # a good first run, so there are checkpoints
     assert isinstance(sim.clock, ManualClock)
     sim.clock.advance(3600)
     # The product list still answers; every trades request fails from now on.
     sim.set_faults(error_rate=1.0, only_paths="/trades")
     before = sim.stats()["requests"]
     started = time.monotonic()
-    report = ingest(tmp_path, sim, PRODUCTS, SCHEMAHUB_BREAKER_THRESHOLD="5")
+    report = ingest(lake, sim, PRODUCTS, SCHEMAHUB_BREAKER_THRESHOLD="5")
     elapsed = time.monotonic() - started
     assert not report.ok
     for product in report.products:
@@ -55,15 +56,15 @@ def test_exchange_dying_mid_run_fails_fast_without_hammering(tmp_path: Path, mak
     assert sim.stats()["requests"] - before <= 1 + 5 + 3 + 3
     assert elapsed < 10
     for symbol in PRODUCTS:
-        assert_lake_matches_truth(tmp_path, sim, symbol)  # unchanged and consistent
+        assert_lake_matches_truth(lake, sim, symbol)  # unchanged and consistent
 
 
-def test_dead_exchange_before_any_write(tmp_path: Path, make_sim: SimFactory) -> None:
+def test_dead_exchange_before_any_write(lake: LakeRef, make_sim: SimFactory) -> None:
     sim = make_sim(faults=Faults(rate_limit=False, error_rate=1.0))
     with pytest.raises(CircuitOpen, match="looks down"):
-        ingest(tmp_path, sim, ["BTC-USD"], SCHEMAHUB_BREAKER_THRESHOLD="4")
+        ingest(lake, sim, ["BTC-USD"], SCHEMAHUB_BREAKER_THRESHOLD="4")
     assert sim.stats()["requests"] == 4 + 3  # threshold, then three failed probes
-    assert not tmp_path.joinpath("raw").exists() and not tmp_path.joinpath("state").exists()
+    assert lake_keys(lake, "raw/") == [] and lake_keys(lake, "state/checkpoints/") == []
 
 
 def test_circuit_recovers_after_a_short_outage(tmp_path: Path, make_sim: SimFactory) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,13 +12,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
+from schemahub.infra.s3 import parse_s3_url
 from schemahub.simulator.server import Faults, ManualClock, Simulator
 from tests.helpers import (
     SIM_START,
     TEST_PRODUCTS,
     cli_env,
+    delta_table,
     expected_rows,
     gap_ranges,
     ingest,
@@ -25,14 +28,19 @@ from tests.helpers import (
     table_rows,
     transform,
 )
+from tests.lakes import LakeRef, new_s3_lake, s3_client
 
 pytestmark = pytest.mark.slow
 PRODUCTS = ["BTC-USD", "SOL-USD", "BTC-USDT"]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Simulator]]:
-    lake = tmp_path_factory.mktemp("lake")
+@pytest.fixture(scope="module", params=["local", "s3"])
+def built(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeRef, Simulator]]:
+    if request.param == "local":
+        lake = LakeRef(str(tmp_path_factory.mktemp("lake")))
+    else:
+        lake = new_s3_lake(request.getfixturevalue("moto_url"))
     sim = Simulator("coinbase", TEST_PRODUCTS, seed=7, clock=ManualClock(SIM_START),
                     faults=Faults(rate_limit=False)).start()
     try:
@@ -48,19 +56,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Simu
 
 
 @pytest.fixture
-def lake_copy(built: tuple[Path, Simulator], tmp_path: Path) -> Path:
-    copy = tmp_path / "lake"
-    shutil.copytree(built[0], copy)
+def lake_copy(built: tuple[LakeRef, Simulator], tmp_path: Path, request: pytest.FixtureRequest) -> LakeRef:
+    """A copy of the built lake that a test may damage."""
+    source = built[0]
+    if source.kind == "local":
+        shutil.copytree(source.url, tmp_path / "lake")
+        return LakeRef(str(tmp_path / "lake"))
+    endpoint = request.getfixturevalue("moto_url")
+    copy = new_s3_lake(endpoint)
+    s3 = s3_client(endpoint)
+    (bucket, prefix), (into, into_prefix) = (parse_s3_url(source.url), parse_s3_url(copy.url))
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for item in page.get("Contents", []):
+            s3.copy_object(Bucket=into, Key=into_prefix + item["Key"][len(prefix):],
+                           CopySource={"Bucket": bucket, "Key": item["Key"]})
     return copy
 
 
-def _query(lake: Path, *args: str) -> str:
-    result = run_cli("query", *args, "--lake", str(lake), env=cli_env(None))
+def _cli(lake: LakeRef, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, "--lake", lake.url, env=cli_env(None, lake))
+
+
+def _query(lake: LakeRef, *args: str) -> str:
+    result = _cli(lake, "query", *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_query_formats_carry_the_exact_rows(built: tuple[Path, Simulator], tmp_path: Path) -> None:
+def test_query_formats_carry_the_exact_rows(built: tuple[LakeRef, Simulator], tmp_path: Path) -> None:
     lake, sim = built
     sql = "SELECT * FROM trades ORDER BY exchange, symbol, CAST(trade_id AS BIGINT)"
     want = expected_rows(lake, sim, PRODUCTS)
@@ -77,9 +100,9 @@ def test_query_formats_carry_the_exact_rows(built: tuple[Path, Simulator], tmp_p
     assert csv_text.splitlines() == ['"symbol","n"', *(f'"{s}",{counts[s]}' for s in sorted(PRODUCTS))]
 
 
-def test_time_travel_by_version_and_time(built: tuple[Path, Simulator]) -> None:
+def test_time_travel_by_version_and_time(built: tuple[LakeRef, Simulator]) -> None:
     lake, _ = built
-    history = DeltaTable(str(lake / "table" / "trades")).history()
+    history = delta_table(lake).history()
     first_write = min(h["version"] for h in history if h["operation"] == "WRITE")
     count_then = len(table_rows(lake, version=first_write))
     assert count_then < len(table_rows(lake))
@@ -92,19 +115,19 @@ def test_time_travel_by_version_and_time(built: tuple[Path, Simulator]) -> None:
     assert by_time.splitlines()[1] == str(count_then)
 
 
-def test_query_errors_are_clear(built: tuple[Path, Simulator], tmp_path: Path) -> None:
+def test_query_errors_are_clear(built: tuple[LakeRef, Simulator], tmp_path: Path) -> None:
     lake, _ = built
-    bad = run_cli("query", "SELEC nonsense", "--lake", str(lake), env=cli_env(None))
+    bad = run_cli("query", "SELEC nonsense", "--lake", lake.url, env=cli_env(None, lake))
     assert bad.returncode == 2 and bad.stderr.startswith("error: query failed: Parser Error")
     empty = run_cli("query", "SELECT 1", "--lake", str(tmp_path / "none"), env=cli_env(None))
     assert empty.returncode == 2 and "run `schemahub transform` first" in empty.stderr
-    future = run_cli("query", "SELECT 1", "--version", "999", "--lake", str(lake), env=cli_env(None))
+    future = run_cli("query", "SELECT 1", "--version", "999", "--lake", lake.url, env=cli_env(None, lake))
     assert future.returncode == 2 and "--version 999 does not exist" in future.stderr
-    parquet = run_cli("query", "SELECT 1", "--format", "parquet", "--lake", str(lake), env=cli_env(None))
+    parquet = run_cli("query", "SELECT 1", "--format", "parquet", "--lake", lake.url, env=cli_env(None, lake))
     assert parquet.returncode == 2 and "--format parquet needs --output FILE" in parquet.stderr
 
 
-def test_example_queries_agree_with_the_data(built: tuple[Path, Simulator]) -> None:
+def test_example_queries_agree_with_the_data(built: tuple[LakeRef, Simulator]) -> None:
     lake, sim = built
     want = expected_rows(lake, sim, PRODUCTS)
     day = want[0]["trade_date"].isoformat()
@@ -127,28 +150,29 @@ def test_example_queries_agree_with_the_data(built: tuple[Path, Simulator]) -> N
     assert len(fresh) == 1 + len(PRODUCTS)
 
 
-def test_check_passes_on_a_healthy_lake(built: tuple[Path, Simulator]) -> None:
+def test_check_passes_on_a_healthy_lake(built: tuple[LakeRef, Simulator]) -> None:
     lake, _ = built
-    result = run_cli("check", "--json", "--freshness", "3650d", "--lake", str(lake), env=cli_env(None))
+    result = run_cli("check", "--json", "--freshness", "3650d", "--lake", lake.url, env=cli_env(None, lake))
     assert result.returncode == 0, result.stdout
     statuses = {c["name"]: c["status"] for c in orjson.loads(result.stdout)}
     assert statuses == {"duplicates": "ok", "gaps": "ok", "freshness": "ok", "values": "ok",
                         "future": "ok", "quarantine": "ok"}
 
 
-def _append(lake: Path, rows: list[dict[str, object]]) -> None:
-    table = pa.Table.from_pylist(rows, schema=pa.schema(DeltaTable(str(lake / "table" / "trades")).schema()))
-    write_deltalake(str(lake / "table" / "trades"), table, mode="append")
+def _append(lake: LakeRef, rows: list[dict[str, object]]) -> None:
+    delta = delta_table(lake)
+    table = pa.Table.from_pylist(rows, schema=pa.schema(delta.schema()))
+    write_deltalake(delta, table, mode="append")
 
 
-def test_check_finds_what_is_wrong(lake_copy: Path) -> None:
+def test_check_finds_what_is_wrong(lake_copy: LakeRef) -> None:
     rows = table_rows(lake_copy)
     duplicate = dict(rows[10])
     negative = dict(rows[20], trade_id="999999999999", price=-1.0)
     future = dict(rows[30], trade_id="999999999998",
                   trade_ts=datetime(2099, 1, 1, tzinfo=UTC), trade_date=datetime(2099, 1, 1).date())
     _append(lake_copy, [duplicate, negative, future])
-    result = run_cli("check", "--json", "--freshness", "1m", "--lake", str(lake_copy), env=cli_env(None))
+    result = _cli(lake_copy, "check", "--json", "--freshness", "1m")
     assert result.returncode == 1
     checks = {c["name"]: c for c in orjson.loads(result.stdout)}
     assert checks["duplicates"]["status"] == "fail"
@@ -159,26 +183,26 @@ def test_check_finds_what_is_wrong(lake_copy: Path) -> None:
     assert checks["gaps"]["status"] == "fail"  # a duplicate makes the counts disagree
 
 
-def test_check_reports_an_unexplained_gap(lake_copy: Path) -> None:
-    delta = DeltaTable(str(lake_copy / "table" / "trades"))
+def test_check_reports_an_unexplained_gap(lake_copy: LakeRef) -> None:
+    delta = delta_table(lake_copy)
     victim = table_rows(lake_copy)[100]
     delta.delete(f"symbol = '{victim['symbol']}' AND trade_id = '{victim['trade_id']}'")
-    result = run_cli("check", "--json", "--freshness", "3650d", "--lake", str(lake_copy), env=cli_env(None))
+    result = _cli(lake_copy, "check", "--json", "--freshness", "3650d")
     assert result.returncode == 1
     gaps = next(c for c in orjson.loads(result.stdout) if c["name"] == "gaps")
     product = next(d for d in gaps["details"] if d["symbol"] == victim["symbol"])
     assert product["unexplained_gaps"] == [[int(victim["trade_id"]), int(victim["trade_id"])]]
 
 
-def test_compact_cli_rewrites_files_and_vacuums(lake_copy: Path) -> None:
+def test_compact_cli_rewrites_files_and_vacuums(lake_copy: LakeRef) -> None:
     before = table_rows(lake_copy)
-    files_before = len(DeltaTable(str(lake_copy / "table" / "trades")).file_uris())
-    result = run_cli("compact", "--zorder", "--vacuum", "--retain-hours", "1", "--lake", str(lake_copy),
-                     env=cli_env(None))
+    files_before = len(delta_table(lake_copy).file_uris())
+    result = run_cli("compact", "--zorder", "--vacuum", "--retain-hours", "1", "--lake", lake_copy.url,
+                     env=cli_env(None, lake_copy))
     assert result.returncode == 0, result.stderr
     assert "compacted: version" in result.stdout
-    assert len(DeltaTable(str(lake_copy / "table" / "trades")).file_uris()) < files_before
+    assert len(delta_table(lake_copy).file_uris()) < files_before
     assert table_rows(lake_copy) == before
-    guard = run_cli("compact", "--vacuum", "--retain-hours", "0", "--lake", str(lake_copy),
-                    env=cli_env(None))
+    guard = run_cli("compact", "--vacuum", "--retain-hours", "0", "--lake", lake_copy.url,
+                    env=cli_env(None, lake_copy))
     assert guard.returncode == 2 and "guard" in guard.stderr

@@ -251,3 +251,18 @@ def test_a_pause_cancels_reservations_made_before_it() -> None:
     waited = bucket.acquire()
     assert slept[0] == pytest.approx(0.1) and sum(slept) == pytest.approx(waited)
     assert waited >= 5.0  # we queued again behind the pause instead of firing into it
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(None, 0.95 * 1200 / 60), (500.0, 500.0)])
+def test_an_announced_weight_budget_replaces_the_default_rate_but_not_an_explicit_one(
+        rate: float | None, expected: float) -> None:
+    from schemahub.config import Settings
+    from schemahub.http.client import ExchangeClient
+    from schemahub.sources.binance import Binance
+
+    config = Settings.load("lake", env={}).client_config(Binance, rate=rate)
+    with ExchangeClient("binance", config) as client:
+        assert client.bucket.rate == (rate or 0.95 * 6000 / 60)
+        client.set_weight_budget(1200)  # what exchangeInfo.rateLimits announced (2021: 1200/min)
+        assert client.bucket.rate == pytest.approx(expected)
+        assert client.weight_per_minute == 1200  # the used-weight watch uses it either way

@@ -5,21 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from schemahub.errors import CommitConflict, CorruptState, InvalidIdentifier, LockHeld, LockLost, StorageError
+from schemahub.errors import CorruptState, InvalidIdentifier, StorageError
 from schemahub.identifiers import exchange_name, symbol
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore
-from schemahub.infra.locks import LeaseKeeper, LocalLocks
+from schemahub.infra.locks import LocalLocks
 from schemahub.infra.storage import LocalStorage, check_key
 from schemahub.raw import files
 from schemahub.raw.layout import RawKey, parse_key, product_prefix
 from schemahub.sources.base import RawTrade
-from tests.helpers import FakeClock
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -46,55 +44,6 @@ def test_exchange_names() -> None:
 
 
 # -- storage -------------------------------------------------------------------------------
-
-
-def test_create_is_create_only(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    assert storage.create("a/b.json", b"first")
-    assert not storage.create("a/b.json", b"second")
-    assert storage.read("a/b.json") == b"first"
-    assert list((tmp_path / ".tmp").iterdir()) == []
-
-
-def test_replace_if_is_compare_and_swap(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    v1 = storage.replace_if("k.json", b"1", None)
-    with pytest.raises(CommitConflict):
-        storage.replace_if("k.json", b"x", None)  # expected it not to exist
-    v2 = storage.replace_if("k.json", b"2", v1)
-    with pytest.raises(CommitConflict):
-        storage.replace_if("k.json", b"3", v1)  # stale version
-    assert storage.read("k.json") == b"2" and storage.read_versioned("k.json").version == v2  # type: ignore[union-attr]
-
-
-def test_concurrent_compare_and_swap_has_exactly_one_winner(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    base = storage.replace_if("k.json", b"0", None)
-    outcomes: list[str] = []
-
-    def writer(n: int) -> None:
-        try:
-            storage.replace_if("k.json", str(n).encode(), base)
-            outcomes.append("won")
-        except CommitConflict:
-            outcomes.append("lost")
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["lost"] * 15 + ["won"]
-
-
-def test_list_is_sorted_recursive_and_honours_start_after(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    for key in ("p/d=1/a", "p/d=1/b", "p/d=2/a", "p/d=3/c", "q/x"):
-        storage.write(key, b"x")
-    assert [i.key for i in storage.list("p/")] == ["p/d=1/a", "p/d=1/b", "p/d=2/a", "p/d=3/c"]
-    assert [i.key for i in storage.list("p/", start_after="p/d=2")] == ["p/d=2/a", "p/d=3/c"]
-    assert [i.key for i in storage.list("p/d=1/", start_after="p/d=1/a")] == ["p/d=1/b"]
-    assert list(storage.list("missing/")) == []
 
 
 @pytest.mark.parametrize("key", ["../x", "/abs", "a//b", "a/../b", "a/.hidden", "a/b c", ""])
@@ -172,18 +121,6 @@ def _checkpoint(last: int) -> Checkpoint:
                       last_trade_time=NOW, updated_at=NOW, run_id="r", lease_token=1)
 
 
-def test_checkpoint_commits_are_compare_and_swap_and_forward_only(tmp_path: Path) -> None:
-    store = CheckpointStore(LocalStorage(tmp_path))
-    first = store.commit(_checkpoint(100), None)
-    second = store.commit(_checkpoint(200), first)
-    with pytest.raises(CommitConflict, match="changed under us"):
-        store.commit(_checkpoint(300), first)  # a stale writer
-    with pytest.raises(CommitConflict, match="backwards"):
-        store.commit(_checkpoint(150), second)
-    loaded = store.load("coinbase", "BTC-USD")
-    assert loaded is not None and loaded.value.last_trade_id == 200
-
-
 def test_corrupt_checkpoint_says_which_file_and_how_to_recover(tmp_path: Path) -> None:
     path = tmp_path / "state/checkpoints/coinbase/BTC-USD.json"
     path.parent.mkdir(parents=True)
@@ -205,50 +142,6 @@ def test_gap_log_is_idempotent(tmp_path: Path) -> None:
 # -- leases --------------------------------------------------------------------------------
 
 
-def test_lease_is_exclusive_until_released_or_expired(tmp_path: Path) -> None:
-    clock = FakeClock(1_000_000.0)
-    locks = LocalLocks(tmp_path, clock=clock)
-    a = locks.acquire("ingest/coinbase/BTC-USD", "host:1:a", ttl=30)
-    with pytest.raises(LockHeld, match="held by host:1:a"):
-        locks.acquire("ingest/coinbase/BTC-USD", "host:2:b", ttl=30)
-    locks.release(a)
-    b = locks.acquire("ingest/coinbase/BTC-USD", "host:2:b", ttl=30)
-    assert b.token == a.token + 1  # fencing tokens only grow
-    clock.advance(31)  # b's holder stopped renewing
-    c = locks.acquire("ingest/coinbase/BTC-USD", "host:3:c", ttl=30)
-    assert c.token == b.token + 1
-    with pytest.raises(LockLost):
-        locks.renew(b, ttl=30)
-    locks.release(b)  # releasing a lost lease is harmless and does not free c's
-    with pytest.raises(LockHeld):
-        locks.acquire("ingest/coinbase/BTC-USD", "host:4:d", ttl=30)
-
-
-def test_a_dead_owner_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
-    import socket
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    locks = LocalLocks(tmp_path)
-    locks.acquire("run/x", f"{socket.gethostname()}:{dead}:zz", ttl=300)
-    lease = locks.acquire("run/x", "me:1:a", ttl=300)
-    assert lease.token == 2
-
-
-def test_keeper_renews_and_detects_loss(tmp_path: Path) -> None:
-    clock = FakeClock(1_000_000.0)
-    locks = LocalLocks(tmp_path, clock=clock)
-    keeper = LeaseKeeper(locks, "host:1:a", ttl=30, clock=clock)
-    lease = keeper.acquire("ingest/coinbase/ETH-USD")
-    keeper.check(lease)
-    clock.advance(26)  # heartbeat late: less than ttl/6 left
-    with pytest.raises(LockLost, match="about to expire"):
-        keeper.check(lease)
-    keeper.release(lease)
-    with pytest.raises(LockLost):
-        keeper.check(lease)
-
-
 def test_lock_names_are_validated(tmp_path: Path) -> None:
     with pytest.raises(InvalidIdentifier):
         LocalLocks(tmp_path).acquire("ingest/../../etc", "o", ttl=1)
@@ -266,10 +159,3 @@ def test_json_lines_match_one_dump_per_record(records: list[dict[str, object]]) 
     import orjson
 
     assert files.json_lines(records) == [orjson.dumps(r) for r in records]
-
-
-def test_forgotten_leases_leave_no_record(tmp_path: Path) -> None:
-    locks = LocalLocks(tmp_path)
-    lease = locks.acquire("run/20261127-abc", "me:1:a", ttl=30)
-    locks.release(lease, forget=True)
-    assert locks.list() == []

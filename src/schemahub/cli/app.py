@@ -39,7 +39,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 
 LakeOption = Annotated[str | None, typer.Option(
     "--lake", envvar="SCHEMAHUB_LAKE", show_envvar=True,
-    help="Lake location: a local directory (default ./lake).")]
+    help="Lake location: a local directory (default ./lake) or s3://bucket/prefix.")]
 ExchangeOption = Annotated[str, typer.Option("--exchange", "-e", help="Exchange name, e.g. coinbase.")]
 ExchangesOption = Annotated[str, typer.Option(
     "--exchange", "-e", help="Exchange(s): coinbase, binance, kraken; several with commas, or all.")]

@@ -54,6 +54,8 @@ def setup(fmt: LogFormat, verbose: bool, console: Console) -> bool:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore"):
+    # Libraries' debug output stays off even with -v: it is noisy, and botocore's logs
+    # request headers (Authorization, security tokens) and signed URLs.
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return interactive

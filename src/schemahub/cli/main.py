@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from schemahub.cli import commands_dev, commands_ingest, commands_table  # noqa: F401 - they register
+from schemahub.cli import (  # noqa: F401 - they register
+    commands_cloud,
+    commands_dev,
+    commands_ingest,
+    commands_table,
+)
 from schemahub.cli.app import app
 
 

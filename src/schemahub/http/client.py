@@ -54,6 +54,8 @@ class ClientConfig:
     rate: float | None
     """Client-side requests per second; None disables the limiter."""
     burst: int
+    rate_is_explicit: bool = False
+    """The user chose ``rate`` (--rate): an exchange's announced budget does not replace it."""
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     max_connections: int = 64
@@ -144,7 +146,7 @@ class ExchangeClient:
         minute; 95 % of the budget as rate and 5 % as burst never exceeds it.
         """
         self.weight_per_minute = per_minute
-        if self.bucket.rate is not None:
+        if self.bucket.rate is not None and not self.config.rate_is_explicit:
             self.bucket.reconfigure(0.95 * per_minute / 60.0, max(1, int(0.05 * per_minute)))
 
     def __enter__(self) -> ExchangeClient:

@@ -7,8 +7,9 @@ raw file and checkpoint, so the lake itself proves who wrote what under which le
 
 ``LocalLocks`` keeps leases as JSON files under the lake's ``state/locks/`` and
 serializes read-modify-write cycles with ``flock``. On one host it also notices a dead
-owner process at once (pid gone) instead of waiting for the lease to expire. A later
-backend (DynamoDB) implements the same ``LockBackend`` protocol with conditional writes.
+owner process at once (pid gone) instead of waiting for the lease to expire.
+``DynamoLocks`` (infra/dynamo_locks.py) implements the same ``LockBackend`` protocol with
+DynamoDB conditional writes, for lakes shared by many hosts.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def _owner_is_dead(owner: str) -> bool:
     return pid.isdigit() and processes.is_dead(host, int(pid))
 
 
+def check_free(current: LeaseRecord | None, name: str, owner: str, now: float) -> None:
+    """Raise ``LockHeld`` unless ``owner`` may take the lease whose record is ``current``:
+    free, released, ours already, expired, or held by a process proven dead."""
+    if current is not None and not current.released and current.owner != owner \
+            and current.expires_at > now and not _owner_is_dead(current.owner):
+        raise LockHeld(f"{name} is held by {current.owner} until "
+                       f"{time.strftime('%H:%M:%S', time.gmtime(current.expires_at))} UTC",
+                       name=name, owner=current.owner)
+
+
 class LocalLocks:
     """Leases as files in a local directory (the lake's ``state/locks``)."""
 
@@ -127,11 +138,7 @@ class LocalLocks:
         path = self._path(name)
         with self._guard(path) as current:
             now = self._clock()
-            if current is not None and not current.released and current.owner != owner \
-                    and current.expires_at > now and not _owner_is_dead(current.owner):
-                raise LockHeld(f"{name} is held by {current.owner} until "
-                               f"{time.strftime('%H:%M:%S', time.gmtime(current.expires_at))} UTC",
-                               name=name, owner=current.owner)
+            check_free(current, name, owner, now)
             token = (current.token if current else 0) + 1
             record = LeaseRecord(name=name, owner=owner, token=token, acquired_at=now,
                                  expires_at=now + ttl)

@@ -17,13 +17,16 @@ import fcntl
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from schemahub.errors import CommitConflict, ConfigError, StorageError
 from schemahub.infra import processes
+
+if TYPE_CHECKING:
+    import duckdb
 
 _KEY_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=:+-]*")
 
@@ -63,6 +66,14 @@ class Storage(Protocol):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def table_options(self) -> dict[str, str]:
+        """delta-rs ``storage_options`` to open the table under this lake."""
+        ...
+
+    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let DuckDB read ``url_for`` locations directly (S3: httpfs and a secret)."""
+        ...
 
 
 def check_key(key: str) -> str:
@@ -167,6 +178,12 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete {target}: {exc.strerror}") from exc
 
+    def table_options(self) -> dict[str, str]:
+        return {}
+
+    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        return None
+
     def _walk(self, directory: Path, dir_key: str, name_prefix: str,
               start_after: str | None) -> Iterator[ObjectInfo]:
         try:
@@ -237,11 +254,17 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing drops the flock
 
 
-def open_storage(lake: str) -> Storage:
-    """Pick the backend from the lake location (a path or ``file://`` URL)."""
+def open_storage(lake: str, env: Mapping[str, str] | None = None) -> Storage:
+    """Pick the backend from the lake location: a path, ``file://`` URL or ``s3://`` URL."""
     if lake.startswith("file://"):
         return LocalStorage(lake[len("file://"):])
+    if lake.startswith("s3://"):
+        from schemahub.infra.aws import Aws
+        from schemahub.infra.s3 import S3Storage
+
+        return S3Storage(lake, Aws.from_env(env if env is not None else os.environ))
     if "://" in lake:
         scheme = lake.split("://", 1)[0]
-        raise ConfigError(f"lake URL scheme {scheme!r} is not supported yet (use a local path)")
+        raise ConfigError(f"SCHEMAHUB_LAKE={lake!r}: scheme {scheme!r} is not supported (use a path, "
+                          "file:// or s3://)")
     return LocalStorage(lake)

@@ -134,27 +134,40 @@ class Ingestor:
                 raise LockHeld(f"another run of job {options.job!r} is active ({exc}); exiting",
                                name=exc.name, owner=exc.owner) from None
             with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="product") as pool:
-                futures = [pool.submit(self._product, p, keeper, options) for p in products]
-                try:
-                    for future in futures:
-                        future.result()
-                except KeyboardInterrupt:
-                    report.interrupted = True
-                    self.stop()
-                    log.warning("interrupted: finishing requests in flight and committing them")
-                report.products = [f.result() for f in futures]
+                # Pass 1 takes what is free; pass 2 (with --lock-wait) waits for what others
+                # hold. Several processes thus split the products by lease ownership, and a
+                # dead one's products are taken over once its leases expire.
+                done = self._pass(pool, products, keeper, options, 0.0, report)
+                held = [p for p in products if done[p.symbol].status is Status.SKIPPED]
+                if held and options.lock_wait_s > 0 and not report.interrupted:
+                    done.update(self._pass(pool, held, keeper, options, options.lock_wait_s, report))
+                report.products = [done[p.symbol] for p in products]
             keeper.release(run_lease, forget=options.job is None)  # a run id is never reused
         report.finished_at = datetime.now(UTC)
         return report
 
-    def _product(self, product: Product, keeper: LeaseKeeper, options: IngestOptions) -> ProductReport:
+    def _pass(self, pool: ThreadPoolExecutor, products: list[Product], keeper: LeaseKeeper,
+              options: IngestOptions, wait_s: float, report: IngestReport) -> dict[str, ProductReport]:
+        futures = [pool.submit(self._product, p, keeper, options, wait_s) for p in products]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            self.stop()
+            log.warning("interrupted: finishing requests in flight and committing them")
+        return {p.symbol: f.result() for p, f in zip(products, futures, strict=True)}
+
+    def _product(self, product: Product, keeper: LeaseKeeper, options: IngestOptions,
+                 wait_s: float) -> ProductReport:
         item = ProductReport(self.exchange, product.symbol)
         started = time.monotonic()
         try:
-            lease = self._acquire(keeper, f"ingest/{self.exchange}/{product.symbol}", options)
+            lease = self._acquire(keeper, f"ingest/{self.exchange}/{product.symbol}", wait_s)
         except LockHeld as exc:
             item.status, item.error = Status.SKIPPED, str(exc)
-            self.progress.product_finished(item)
+            if wait_s > 0 or options.lock_wait_s == 0:
+                self.progress.product_finished(item)  # final: no second pass will try it
             return item
         try:
             # Read under the lease: another process may have advanced it meanwhile.
@@ -170,8 +183,8 @@ class Ingestor:
             self.progress.product_finished(item)
         return item
 
-    def _acquire(self, keeper: LeaseKeeper, name: str, options: IngestOptions) -> Lease:
-        deadline = time.monotonic() + options.lock_wait_s
+    def _acquire(self, keeper: LeaseKeeper, name: str, wait_s: float) -> Lease:
+        deadline = time.monotonic() + wait_s
         while True:
             try:
                 return keeper.acquire(name)

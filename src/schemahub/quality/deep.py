@@ -49,7 +49,7 @@ def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, cur
 
 def compare_raw_with_table(storage: Storage, query: QueryEngine, cursors: dict[tuple[str, str], Cursor],
                            quarantined: set[str]) -> CheckResult:
-    reader = RawReader()
+    reader = RawReader(storage=storage)
     details: list[dict[str, Any]] = []
     try:
         for (exchange, symbol), cursor in sorted(cursors.items()):

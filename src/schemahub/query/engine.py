@@ -13,10 +13,6 @@ slower; see ../shared/reference/tech-notes.md).
 
 from __future__ import annotations
 
-import glob
-import importlib
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from schemahub.errors import ConfigError, SchemahubError
+from schemahub.infra.duck import connect
+from schemahub.infra.storage import Storage
 from schemahub.table.delta import TradesTable
 
 
@@ -34,40 +32,15 @@ class QueryError(SchemahubError):
     exit_code = 2
 
 
-def _extension(name: str) -> str:
-    module = importlib.import_module(f"duckdb_extension_{name}")
-    found = glob.glob(os.path.join(os.path.dirname(str(module.__file__)), "extensions", "*",
-                                   f"{name}.duckdb_extension"))
-    if not found:
-        raise ConfigError(f"the DuckDB {name} extension is not installed (pip package "
-                          f"duckdb-extension-{name})")
-    return found[0]
-
-
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the delta extension, installed offline from its wheel."""
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "extension_directory": os.path.join(tempfile.gettempdir(), f"schemahub-duckdb-{os.getuid()}"),
-    }
-    if threads:
-        config["threads"] = threads
-    con = duckdb.connect(config=config)
-    con.execute(f"INSTALL '{_extension('delta')}'")
-    con.execute("LOAD delta")
-    return con
-
-
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 class QueryEngine:
     def __init__(self, table: TradesTable, *, version: int | None = None, as_of: datetime | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, storage: Storage | None = None) -> None:
         self.table = table
-        self.con = connect(threads)
+        self.con = connect(threads, storage)
         self.version = self._resolve_version(version, as_of)
         self._create_views()
 

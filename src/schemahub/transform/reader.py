@@ -22,6 +22,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemahub.infra.duck import connect
+from schemahub.infra.storage import LocalStorage, Storage
 from schemahub.raw.files import HEADER_KEY
 from schemahub.transform.mapping import Mapping
 
@@ -76,9 +78,12 @@ def _object_path_sql(name: str, path: str, head: str) -> str:
 class RawReader:
     """Reads groups of raw files of one mapping into Arrow tables."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
-        self._con = duckdb.connect(config=config)
+    def __init__(self, threads: int | None = None, storage: Storage | None = None) -> None:
+        if storage is None or isinstance(storage, LocalStorage):
+            config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
+            self._con = duckdb.connect(config=config)  # local files need no extension
+        else:
+            self._con = connect(threads, storage, extensions=())
         self._lock = threading.Lock()
 
     def close(self) -> None:

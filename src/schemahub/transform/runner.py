@@ -275,7 +275,7 @@ class Transformer:
             return
         if delta is None:
             delta = self.table.create()  # an empty first version: later writes are appends
-        reader = RawReader()
+        reader = RawReader(storage=self.storage)
         existing = None if options.rebuild else _Existing(delta.to_pyarrow_dataset(),
                                                           self.table.file_stats(delta))
         try:
