@@ -19,6 +19,7 @@ when it is read, and a bad one is a ``ConfigError`` that names the variable.
 ``SCHEMAHUB_BREAKER_COOLDOWN``     seconds before the first recovery probe (default 2)
 ``SCHEMAHUB_RATE_LIMIT_PAUSE``     seconds all threads pause after a 429 without Retry-After (1)
 ``SCHEMAHUB_LOCK_TTL``             lease lifetime in seconds (default 30)
+``SCHEMAHUB_METRICS``              ``cloudwatch``: each run prints CloudWatch EMF lines to stderr
 =================================  ==========================================================
 """
 
@@ -65,6 +66,14 @@ class Settings:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{variable}={url!r} must be an http:// or https:// URL")
         return url.rstrip("/")
+
+    @property
+    def emit_metrics(self) -> bool:
+        """``SCHEMAHUB_METRICS=cloudwatch``: print each run's metrics as CloudWatch EMF lines."""
+        value = (self.env.get("SCHEMAHUB_METRICS") or "none").strip().lower()
+        if value not in ("none", "cloudwatch"):
+            raise ConfigError(f"SCHEMAHUB_METRICS={value!r}: expected cloudwatch or none")
+        return value == "cloudwatch"
 
     @property
     def lock_ttl(self) -> float:

@@ -4,8 +4,9 @@ Starts a simulator for each exchange (Coinbase, Binance, Kraken) in the backgrou
 a seed per exchange, ingests all three into ``./lake`` through the real CLI (each
 rate-limited like the real exchange), transforms them into the one unified Delta table,
 runs example queries - BTC compared across exchanges minute by minute - and the
-data-quality checks, and stops the simulators it started. The lake is recreated on every run, but only
-if the demo created it: anything else at that path is left alone.
+data-quality checks, writes the dashboard, and stops the simulators it started. The
+lake is recreated on every run, but only if the demo created it: anything else at that
+path is left alone.
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ def main() -> None:
          "--param", f"day={day}", env=env, shown="query --file sql/ohlcv_1m.sql ... (last bars)")
     _cli("query", "--file", "sql/daily_volume.sql", env=env)
     _cli("check", "--freshness", "1h", env=env)
+    board = lake.parent / "dashboard.html"
+    _cli("dashboard", "--output", str(board), env=env)
     print(f"\nraw lake: {lake}/raw (gzip JSONL, one file per chunk of ids or page run)")
     print(f"unified table: {lake}/table/trades (Delta Lake; try `schemahub query \"SELECT ...\"`)")
+    print("run history: `schemahub query \"SELECT * FROM runs\"`; live: `schemahub serve --metrics`")
+    print(f"dashboard: {board} (open it in a browser; no network needed)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from schemahub.ingest import products as product_list
 from schemahub.ingest.engine import IngestOptions, Ingestor
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress
+from schemahub.metrics import runs
 from schemahub.sources.base import Product, TradeSource
 from schemahub.sources.registry import list_exchanges, source_class
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from schemahub.quality.checks import CheckOptions, CheckResult
     from schemahub.query.engine import QueryEngine
     from schemahub.table.delta import CompactResult, TradesTable
-    from schemahub.transform.runner import TransformOptions, TransformReport
+    from schemahub.transform.runner import StageProgress, TransformOptions, TransformReport
 
 log = logging.getLogger("schemahub.pipeline")
 
@@ -175,14 +176,37 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
 
         def run(ingestor: Ingestor, products: list[Product]) -> IngestReport:
             options = options_for(type(ingestor.source))
-            return ingestor.plan(products, options) if dry_run else ingestor.run(products, options)
+            report = ingestor.plan(products, options) if dry_run else ingestor.run(products, options)
+            client = ingestor.source.client
+            report.http = {**client.stats.snapshot(), "breaker_trips": client.breaker.trips,
+                           "breaker_state": client.breaker.state.value}
+            return report
 
-        if len(ingestors) == 1:
-            return [run(ingestors[0], chosen[0])]
-        with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
-            futures = [pool.submit(run, ingestor, products)
-                       for ingestor, products in zip(ingestors, chosen, strict=True)]
-            return [future.result() for future in futures]
+        def run_all() -> list[IngestReport]:
+            if len(ingestors) == 1:
+                return [run(ingestors[0], chosen[0])]
+            with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
+                futures = [pool.submit(run, ingestor, products)
+                           for ingestor, products in zip(ingestors, chosen, strict=True)]
+                return [future.result() for future in futures]
+
+        if dry_run:
+            return run_all()
+        with runs.recording(lake.storage, "ingest", settings.emit_metrics) as record:
+            reports = run_all()
+            runs.add_ingest(record, reports)
+            _note_freshness(lake, record)
+        return reports
+
+
+def _note_freshness(lake: Lake, record: runs.RunRecord) -> None:
+    """Products with no new trade this run: their newest trade time from the checkpoint."""
+    store = CheckpointStore(lake.storage)
+    for product in record.products:
+        if product.last_trade_time is None:
+            stored = store.load(product.exchange, product.symbol)
+            if stored is not None:
+                product.last_trade_time = stored.value.last_trade_time
 
 
 @dataclass(frozen=True)
@@ -249,24 +273,34 @@ def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -
     return results
 
 
-def transform(settings: Settings, options: TransformOptions) -> TransformReport:
+def transform(settings: Settings, options: TransformOptions,
+              progress: StageProgress | None = None) -> TransformReport:
     from schemahub.transform.runner import Transformer
 
     lake = open_lake(settings)
-    if not options.dry_run:
-        lake.clear_orphans()
-    return Transformer(lake.storage, lake.table).run(options)
+    transformer = Transformer(lake.storage, lake.table, progress=progress)
+    if options.dry_run:
+        return transformer.run(options)
+    lake.clear_orphans()
+    with runs.recording(lake.storage, "transform", settings.emit_metrics) as record:
+        report = transformer.run(options)
+        runs.add_transform(record, report)
+    return report
 
 
 def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool, retain_hours: int,
             dry_run_vacuum: bool) -> CompactResult:
     from schemahub.table.delta import compact as compact_table
 
-    delta = open_lake(settings).table.load()
+    lake = open_lake(settings)
+    delta = lake.table.load()
     if delta is None:
         raise ConfigError("there is no table to compact yet: run `schemahub transform` first")
-    return compact_table(delta, target_size=target_size, zorder=zorder, vacuum=vacuum,
-                         retain_hours=retain_hours, dry_run_vacuum=dry_run_vacuum)
+    with runs.recording(lake.storage, "compact", settings.emit_metrics) as record:
+        result = compact_table(delta, target_size=target_size, zorder=zorder, vacuum=vacuum,
+                               retain_hours=retain_hours, dry_run_vacuum=dry_run_vacuum)
+        runs.add_compact(record, result)
+    return result
 
 
 def query_engine(settings: Settings, *, version: int | None = None,
@@ -283,6 +317,23 @@ def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
     lake = open_lake(settings)
     engine = query_engine(settings, lake=lake)
     try:
-        return Checker(lake.storage, lake.table, engine).run(options)
+        with runs.recording(lake.storage, "check", settings.emit_metrics) as record:
+            results = Checker(lake.storage, lake.table, engine).run(options)
+            runs.add_check(record, results)
+        return results
     finally:
         engine.close()
+
+
+def dashboard_html(settings: Settings) -> str:
+    """The dashboard page for the lake, built now."""
+    from schemahub.dashboard import data, render
+
+    lake = open_lake(settings)
+    engine = query_engine(settings, lake=lake) if lake.table.load() is not None else None
+    try:
+        board = data.collect(settings.lake, lake.storage, lake.table, engine)
+    finally:
+        if engine is not None:
+            engine.close()
+    return render.page(board)

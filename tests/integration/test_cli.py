@@ -161,7 +161,7 @@ def test_every_command_has_help() -> None:
 
     group = get_command(app)
     names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version", "transform",
-             "compact", "query", "check", "init-cloud", "athena-ddl"]
+             "compact", "query", "check", "init-cloud", "athena-ddl", "dashboard", "serve"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     for name in names:
         result = run_cli(name, "--help", env=cli_env(None))

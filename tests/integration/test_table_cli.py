@@ -119,7 +119,8 @@ def test_query_errors_are_clear(built: tuple[LakeRef, Simulator], tmp_path: Path
     lake, _ = built
     bad = run_cli("query", "SELEC nonsense", "--lake", lake.url, env=cli_env(None, lake))
     assert bad.returncode == 2 and bad.stderr.startswith("error: query failed: Parser Error")
-    empty = run_cli("query", "SELECT 1", "--lake", str(tmp_path / "none"), env=cli_env(None))
+    none = str(tmp_path / "none")
+    empty = run_cli("query", "SELECT count(*) FROM trades", "--lake", none, env=cli_env(None))
     assert empty.returncode == 2 and "run `schemahub transform` first" in empty.stderr
     future = run_cli("query", "SELECT 1", "--version", "999", "--lake", lake.url, env=cli_env(None, lake))
     assert future.returncode == 2 and "--version 999 does not exist" in future.stderr

@@ -12,11 +12,17 @@ import typer
 
 from schemahub import pipeline
 from schemahub.cli import output
-from schemahub.cli.app import JsonOption, LakeOption, app, errors, out
+from schemahub.cli.app import JsonOption, LakeOption, app, context, err, errors, out
+from schemahub.cli.progress import LogStage, TerminalStage
 from schemahub.config import Settings
 from schemahub.errors import ConfigError
 
 EXIT_NEEDS_ATTENTION = 4
+
+
+def stage_progress(stage: str, unit: str = "files") -> TerminalStage | LogStage:
+    """A bar on a terminal, periodic log lines elsewhere."""
+    return TerminalStage(err, stage, unit) if context.interactive else LogStage(stage, unit)
 
 
 @app.command()
@@ -35,7 +41,8 @@ def transform(
     from schemahub.transform.runner import TransformOptions
 
     options = TransformOptions(rebuild=rebuild, dry_run=dry_run, retry_quarantined=retry_quarantined)
-    report = pipeline.transform(Settings.load(lake), options)
+    with stage_progress("rebuild" if rebuild else "transform") as progress:
+        report = pipeline.transform(Settings.load(lake), options, progress=progress)
     if json_output:
         output.print_json(report.to_dict())
     else:
@@ -67,8 +74,11 @@ def compact(
     lake: LakeOption = None,
 ) -> None:
     """Rewrite small table files into large ones in one atomic commit; vacuum on request."""
-    result = pipeline.compact(Settings.load(lake), target_size=parse_size(target_size), zorder=zorder,
-                              vacuum=vacuum, retain_hours=retain_hours, dry_run_vacuum=vacuum_dry_run)
+    size = parse_size(target_size)
+    with stage_progress("compact", unit="") as progress:
+        progress.start(None)
+        result = pipeline.compact(Settings.load(lake), target_size=size, zorder=zorder, vacuum=vacuum,
+                                  retain_hours=retain_hours, dry_run_vacuum=vacuum_dry_run)
     out.print(f"compacted: version {result.version_before} -> {result.version_after}, "
               f"{result.files_removed} files rewritten into {result.files_added}")
     if vacuum or vacuum_dry_run:

@@ -6,6 +6,7 @@ from schemahub.cli import (  # noqa: F401 - they register
     commands_cloud,
     commands_dev,
     commands_ingest,
+    commands_observe,
     commands_table,
 )
 from schemahub.cli.app import app

@@ -13,6 +13,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     Task,
     TaskID,
     TextColumn,
@@ -134,3 +135,80 @@ class LogProgress:
                  extra={"event": "product_finished", "exchange": report.exchange, "symbol": report.symbol,
                         "status": report.status.value, "trades": report.trades,
                         "watermark": report.watermark_after, "error": report.error})
+
+
+class TerminalStage:
+    """One bar for a whole stage (transform: raw files read), with rows/s and ETA; without a
+    total (compact), a spinner with the elapsed time."""
+
+    def __init__(self, console: Console, description: str, unit: str = "files") -> None:
+        self._description, self._unit = description, unit
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=28),
+            MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), _RowsColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, refresh_per_second=4)
+        self._task: TaskID | None = None
+        self._rows = 0
+
+    def __enter__(self) -> TerminalStage:
+        self._progress.start()
+        self._task = self._progress.add_task(self._description, total=None, unit=self._unit, rows=0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, total: int | None) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def advance(self, done: int, rows: int) -> None:
+        self._rows += rows
+        if self._task is not None:
+            self._progress.update(self._task, advance=done, rows=self._rows)
+
+
+class _RowsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        elapsed, rows = task.elapsed or 0.0, task.fields.get("rows", 0)
+        if elapsed <= 0 or not rows:
+            return Text("")
+        return Text(f"{rows:>12,} rows {rows / elapsed:>10,.0f}/s", style="cyan")
+
+
+class LogStage:
+    """Not a terminal: a structured progress line every ``interval`` seconds, and at the end."""
+
+    def __init__(self, stage: str, unit: str = "files", interval: float = 10.0) -> None:
+        self._stage, self._unit, self.interval = stage, unit, interval
+        self._total: int | None = None
+        self._done = self._rows = 0
+        self._started = self._last = time.monotonic()
+
+    def __enter__(self) -> LogStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._done:
+            self._line()
+
+    def start(self, total: int | None) -> None:
+        self._total = total
+        self._started = self._last = time.monotonic()
+
+    def advance(self, done: int, rows: int) -> None:
+        self._done += done
+        self._rows += rows
+        if time.monotonic() - self._last >= self.interval:
+            self._line()
+
+    def _line(self) -> None:
+        self._last = now = time.monotonic()
+        elapsed = max(now - self._started, 1e-9)
+        rate = self._done / elapsed
+        eta = (self._total - self._done) / rate if self._total is not None and rate > 0 else None
+        log.info("%s: %d/%s %s, %d rows, %.0f rows/s", self._stage, self._done,
+                 "?" if self._total is None else self._total, self._unit, self._rows, self._rows / elapsed,
+                 extra={"event": "progress", "stage": self._stage, "done": self._done, "total": self._total,
+                        "unit": self._unit, "rows": self._rows, "rows_per_s": round(self._rows / elapsed, 1),
+                        "eta_s": None if eta is None else round(eta, 1)})

@@ -7,6 +7,7 @@ it gets ``JsonResponse`` or a ``schemahub.errors.ExchangeError``.
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import logging
 import re
@@ -73,6 +74,10 @@ class ClientConfig:
     """The exchange's weight budget per minute; near it, every thread waits for the next minute."""
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the request latency histogram (Prometheus' default buckets)."""
+
+
 @dataclass
 class RequestStats:
     """Counters of one exchange, or of one product's share of it. Thread-safe."""
@@ -88,6 +93,10 @@ class RequestStats:
     banned: int = 0
     limiter_wait_s: float = 0.0
     latency_s: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    """Answers by HTTP status ("200", "429", ...), and "timeout" / "unreachable" for none."""
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    """Answered requests per latency bucket (upper bounds LATENCY_BUCKETS, then +Inf)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:
@@ -95,9 +104,20 @@ class RequestStats:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
 
-    def snapshot(self) -> dict[str, float]:
+    def observe(self, status: str, seconds: float | None) -> None:
+        """One request's outcome (and latency, when it was answered)."""
         with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if seconds is not None:
+                self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                                   if not f.name.startswith("_")}
+            out["statuses"] = dict(self.statuses)
+            out["latency_buckets"] = list(self.latency_buckets)
+            return out
 
 
 @dataclass(frozen=True)
@@ -173,9 +193,11 @@ class ExchangeClient:
         """
         counters = [self.stats] if stats is None else [self.stats, stats]
 
-        def count(**deltas: float) -> None:
+        def count(status: str | None = None, seconds: float | None = None, **deltas: float) -> None:
             for c in counters:
                 c.add(**deltas)
+                if status is not None:
+                    c.observe(status, seconds)
 
         def on_retry(exc: BaseException, delay: float) -> None:
             count(retries=1)
@@ -195,16 +217,17 @@ class ExchangeClient:
             try:
                 response = self._http.get(path, params=params)
             except httpx.TimeoutException as exc:
-                count(requests=1, timeouts=1)
+                count(status="timeout", requests=1, timeouts=1)
                 raise ExchangeTimeout(f"{self.exchange}: no answer to {path} in time ({_reason(exc)})",
                                       exchange=self.exchange, url=path) from exc
             except httpx.TransportError as exc:
-                count(requests=1, connection_errors=1)
+                count(status="unreachable", requests=1, connection_errors=1)
                 raise ExchangeConnectionError(
                     f"{self.exchange}: cannot reach {self.config.base_url} ({_reason(exc)})",
                     exchange=self.exchange, url=path) from exc
             elapsed = time.monotonic() - started
-            count(requests=1, bytes=len(response.content), latency_s=elapsed)
+            count(status=str(response.status_code), seconds=elapsed, requests=1, bytes=len(response.content),
+                  latency_s=elapsed)
             result = parse(self._interpret(response, elapsed, count))
             self.breaker.on_success()
             outcome_recorded = True

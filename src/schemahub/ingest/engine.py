@@ -218,9 +218,11 @@ class Ingestor:
                      first.trade_id, last.trade_id).key
         data = files.encode(header, trades)
         run.keeper.check(run.lease)
-        if not self.storage.create(key, data):
+        written = self.storage.create(key, data)
+        if not written:
             log.info("raw file %s already exists (same trade range); keeping the existing one", key)
-        return ChunkOutcome(key, len(trades), first.trade_id, last.trade_id, first_us, last_us, missing)
+        return ChunkOutcome(key, len(trades), first.trade_id, last.trade_id, first_us, last_us, missing,
+                            raw_bytes=len(data) if written else 0)
 
     def note(self, run: ProductRun, outcome: ChunkOutcome, ids_covered: int) -> None:
         """Count a completed chunk or page in the report and the progress display."""
@@ -231,6 +233,7 @@ class Ingestor:
                              outcome.trades)
         item.files_adopted += int(outcome.adopted)
         item.files_written += int(outcome.key is not None and not outcome.adopted)
+        item.raw_bytes += outcome.raw_bytes
         item.missing_ids += sum(b - a + 1 for a, b in outcome.missing)
         self.progress.chunk_done(item.label, ids_covered, outcome.trades, item.stats)
 

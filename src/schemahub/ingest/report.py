@@ -33,6 +33,7 @@ class ProductReport:
     cold_start: bool = False
     trades: int = 0
     files_written: int = 0
+    raw_bytes: int = 0
     files_adopted: int = 0
     missing_ids: int = 0
     first_trade_id: int | None = None
@@ -80,6 +81,8 @@ class IngestReport:
     interrupted: bool = False
     products: list[ProductReport] = field(default_factory=list)
     estimated_seconds: float | None = None
+    http: dict[str, Any] = field(default_factory=dict)
+    """The exchange client's counters for the run (statuses, latency histogram, breaker)."""
 
     @property
     def failed(self) -> list[ProductReport]:
@@ -100,6 +103,7 @@ class IngestReport:
             "ok": self.ok,
             "estimated_seconds": self.estimated_seconds,
             "products": [p.to_dict() for p in self.products],
+            "http": self.http,
         }
 
 

@@ -39,6 +39,8 @@ class ChunkOutcome:
     last_us: int | None
     missing: list[tuple[int, int]]
     adopted: bool = False
+    raw_bytes: int = 0
+    """Bytes this run wrote to the lake for it (0 when adopted or already there)."""
 
     @classmethod
     def from_header(cls, key: str, h: files.RawHeader, adopted: bool) -> ChunkOutcome:

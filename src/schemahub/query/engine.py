@@ -40,6 +40,7 @@ class QueryEngine:
     def __init__(self, table: TradesTable, *, version: int | None = None, as_of: datetime | None = None,
                  threads: int | None = None, storage: Storage | None = None) -> None:
         self.table = table
+        self.storage = storage
         self.con = connect(threads, storage)
         self.version = self._resolve_version(version, as_of)
         self._create_views()
@@ -62,6 +63,10 @@ class QueryEngine:
         return int(max(eligible))
 
     def _create_views(self) -> None:
+        if self.storage is not None:
+            from schemahub.metrics import views
+
+            views.create(self.con, self.storage)
         self._missing = self.table.load() is None
         if self._missing:
             return  # sql() explains that the table does not exist yet
@@ -70,10 +75,13 @@ class QueryEngine:
         self.con.execute(f"CREATE VIEW trades AS SELECT * FROM delta_scan({args})")  # noqa: S608
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> pa.Table:
-        if self._missing:
-            raise ConfigError(f"there is no table at {self.table.uri} yet: run `schemahub transform` first")
         try:
             return self.con.execute(text, params or {}).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            if self._missing and "trades" in str(exc):
+                raise ConfigError(f"there is no table at {self.table.uri} yet: run `schemahub transform` "
+                                  "first") from None
+            raise QueryError(f"query failed: {str(exc).strip()}") from None
         except duckdb.Error as exc:
             raise QueryError(f"query failed: {str(exc).strip()}") from None
 

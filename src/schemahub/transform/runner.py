@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,10 +139,28 @@ class _Work:
     files: list[RawFile]
 
 
+class StageProgress(Protocol):
+    """Where a long stage reports progress (a terminal bar, log lines, or nothing)."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def advance(self, done: int, rows: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int | None) -> None:
+        pass
+
+    def advance(self, done: int, rows: int) -> None:
+        pass
+
+
 class Transformer:
-    def __init__(self, storage: Storage, table: TradesTable, *, run_id: str | None = None) -> None:
+    def __init__(self, storage: Storage, table: TradesTable, *, run_id: str | None = None,
+                 progress: StageProgress | None = None) -> None:
         self.storage = storage
         self.table = table
+        self.progress: StageProgress = progress or _NoProgress()
         self.run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.checkpoints = CheckpointStore(storage)
         self._retried: set[str] = set()
@@ -276,6 +294,7 @@ class Transformer:
         if delta is None:
             delta = self.table.create()  # an empty first version: later writes are appends
         reader = RawReader(storage=self.storage)
+        self.progress.start(sum(len(w.files) for w in work))
         existing = None if options.rebuild else _Existing(delta.to_pyarrow_dataset(),
                                                           self.table.file_stats(delta))
         try:
@@ -341,6 +360,7 @@ class Transformer:
                 for group in overlap_groups(keys, options.group_files):
                     files = [by_id[k.key] for k in group]
                     rows = self._rows(files, mapping, reader, report, item.result, options.dry_run)
+                    self.progress.advance(len(files), rows.num_rows)
                     if rows.num_rows == 0:
                         continue
                     if has_overlap(group):

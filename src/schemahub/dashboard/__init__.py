@@ -1,0 +1,1 @@
+"""The pipeline dashboard: one self-contained HTML page built from the lake."""

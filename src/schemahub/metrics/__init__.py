@@ -1,0 +1,1 @@
+"""Run history, metrics (Prometheus, CloudWatch EMF) and the dashboard they feed."""
