@@ -6,17 +6,26 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+CHECKOV := $(VENV)/checkov/bin/checkov
+
+.PHONY: demo test lint typecheck gates unit bench image clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# checkov pins its own dependencies (boto3 among them) to versions that clash with ours:
+# it lives in its own virtualenv inside .venv.
+$(CHECKOV): constraints-checkov.txt | $(STAMP)
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-checkov.txt checkov
+	touch $(CHECKOV)
+
 demo: $(STAMP)
 	$(BIN)/python -m schemahub.demo
 
-test: lint typecheck
+test: lint typecheck gates
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -24,6 +33,18 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Deployment lint: the Dockerfile (hadolint, checkov) and terraform/ (checkov; the python-hcl2
+# parse and reference checks are tests in tests/deploy). --skip-download: no network.
+gates: $(STAMP) $(CHECKOV)
+	$(BIN)/hadolint Dockerfile
+	$(CHECKOV) --quiet --compact --skip-download --framework terraform --directory terraform
+	$(CHECKOV) --quiet --compact --skip-download --framework dockerfile --file Dockerfile
+
+# The container image (docker, or podman: CONTAINER=podman).
+CONTAINER ?= docker
+image:
+	$(CONTAINER) build --tag schemahub:latest .
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -10,6 +10,7 @@ import pytest
 
 from schemahub.simulator.server import Simulator
 from tests.helpers import assert_lake_matches_truth, checkpoint, cli_env, run_cli
+from tests.lakes import LakeRef
 
 pytestmark = pytest.mark.slow
 
@@ -161,9 +162,33 @@ def test_every_command_has_help() -> None:
 
     group = get_command(app)
     names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version", "transform",
-             "compact", "query", "check", "init-cloud", "athena-ddl", "dashboard", "serve"]
+             "compact", "query", "check", "init-cloud", "athena-ddl", "dashboard", "serve",
+             "doctor"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     for name in names:
         result = run_cli(name, "--help", env=cli_env(None))
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
+
+
+def test_doctor_checks_the_installation_and_the_lake(lake: LakeRef) -> None:
+    offline = run_cli("doctor", "--offline", env=cli_env(None))
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    lines = offline.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["ok", "engines"], ["ok", "connectors"],
+                                                    ["ok", "settings"]]
+    assert "binance (historicalTrades, aggTrades); coinbase (trades); kraken (trades)" in lines[1]
+    full = run_cli("doctor", "--lake", lake.url, env=cli_env(None, lake))
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert full.stdout.splitlines()[-1].split()[:2] == ["ok", "lake"]
+
+
+def test_doctor_names_what_is_wrong(s3_lake: LakeRef) -> None:
+    env = cli_env(None, s3_lake, SCHEMAHUB_LOCKS="dynamodb://no-such-table", SCHEMAHUB_RETRY_CAP="bad")
+    result = run_cli("doctor", "--lake", s3_lake.url, env=env)
+    assert result.returncode == 1
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert lines["settings"].startswith("FAIL") and "SCHEMAHUB_RETRY_CAP" in lines["settings"]
+    assert lines["lake"].startswith("FAIL") and "SCHEMAHUB_LOCKS" in lines["lake"]
+    assert "no-such-table" in lines["lake"]
+    assert lines["engines"].startswith("ok")

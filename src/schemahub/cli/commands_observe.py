@@ -109,3 +109,21 @@ def serve(
     stop.wait()
     server.shutdown()
     server.server_close()
+
+
+@app.command()
+@errors
+def doctor(
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Skip the lake: check only this installation and its settings.")] = False,
+    lake: LakeOption = None,
+) -> None:
+    """Check the installation (engines, connectors, mappings, settings) and that the lake answers."""
+    from schemahub.doctor import diagnose
+
+    findings = diagnose(Settings.load(lake), offline=offline)
+    for finding in findings:
+        out.print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.name:<10}  {finding.detail}",
+                  markup=False, highlight=False)
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)

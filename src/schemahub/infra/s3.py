@@ -82,8 +82,13 @@ class S3Storage:
                          missing=f"bucket {self.bucket!r} does not exist (create it, or fix the lake URL)")
 
     def check(self) -> None:
-        """Fail fast on a missing bucket, refused credentials or an unreachable endpoint."""
-        self._call(self._s3.head_bucket, None)
+        """Fail fast on a missing bucket, refused credentials or an unreachable endpoint.
+
+        A one-key listing of the lake's own prefix rather than HeadBucket: a least-privilege
+        role may list only under its prefix (``s3:prefix`` condition), which HeadBucket,
+        having no prefix, can never satisfy.
+        """
+        self._call(self._s3.list_objects_v2, None, Prefix=f"{self.prefix}/" if self.prefix else "", MaxKeys=1)
 
     # -- reads ---------------------------------------------------------------------------
 
