@@ -1,18 +1,20 @@
 # Least privilege, one role per job. Every job may read the whole lake prefix (the raw
 # layer, state, run records and table are all inputs somewhere) but writes only where it
 # must:
-#   ingest     raw/ (responses)  state/ (checkpoints, gap logs, seeds)  runs/
-#   transform  table/ (Delta commits)  state/ (transform progress, quarantine)  runs/
+#   ingest     raw/ (responses)  state/{checkpoints,gaps,seeds,bans}/  runs/
+#   transform  table/ (Delta commits)  state/{transform,quarantine}/  runs/
 #   compact    table/ (rewrites, vacuum)  runs/
 #   check      runs/ (its run record; the results also go out as metrics)
+# tests/deploy/test_deployed_jobs.py runs each job and checks that every object it
+# created, replaced or deleted is inside these prefixes.
 # s3:DeleteObject: ingest replaces an unconfirmed raw file a killed run left; compact
 # vacuums; transform removes its own uncommitted files after a failed commit.
 
 locals {
   lake_objects = "${aws_s3_bucket.lake.arn}/${var.lake_prefix}"
   job_write_prefixes = {
-    ingest    = ["raw", "state", "runs"]
-    transform = ["table", "state", "runs"]
+    ingest    = ["raw", "state/checkpoints", "state/gaps", "state/seeds", "state/bans", "runs"]
+    transform = ["table", "state/transform", "state/quarantine", "runs"]
     compact   = ["table", "runs"]
     check     = ["runs"]
   }

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.locks import LeaseKeeper, LocalLocks, LockBackend, new_owner_id
 from schemahub.infra.storage import LocalStorage, Storage, open_storage
 from schemahub.ingest import products as product_list
+from schemahub.ingest.bans import Ban, active_ban, remember_ban
 from schemahub.ingest.engine import IngestOptions, Ingestor
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress
@@ -156,12 +157,21 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
     lists is an error.
     """
     lake = open_lake(settings)
+    now = datetime.now(UTC)
+    # An exchange that banned us in an earlier run is not asked again until the ban ends.
+    banned = {name: ban for name in exchanges if (ban := active_ban(lake.storage, name, now)) is not None}
+    for ban in banned.values():
+        log.error("%s", ban.describe(), extra={"exchange": ban.exchange,
+                                               "banned_until": ban.until.isoformat()})
+    asked = [name for name in exchanges if name not in banned]
     with ExitStack() as stack:
         sources = [stack.enter_context(open_source(settings, name, rate=rate, burst=burst,
-                                                   unlimited=unlimited)) for name in exchanges]
-        strict = len(sources) == 1
+                                                   unlimited=unlimited)) for name in asked]
+        if not dry_run:  # however the run ends - even a 418 while listing products
+            stack.callback(_remember_bans, lake.storage, sources)
+        strict = len(exchanges) == 1
         chosen = [choose_products(source, lake, requested, strict=strict) for source in sources]
-        if requested and not strict:
+        if requested and not strict and not banned:
             found = {name.strip().upper() for products in chosen for p in products
                      for name in (p.symbol, p.native_id.upper())}
             unknown = [name for name in requested if name.strip().upper() not in found]
@@ -182,13 +192,20 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
                            "breaker_state": client.breaker.state.value}
             return report
 
+        def not_asked(ban: Ban) -> IngestReport:
+            # Banned counts the run as banned, so the ban alarm holds until the ban ends.
+            return IngestReport(run_id=new_owner_id(), exchange=ban.exchange, started_at=now,
+                                finished_at=now, dry_run=dry_run, error=ban.describe(),
+                                http={"banned": 1, "breaker_state": "dead"})
+
         def run_all() -> list[IngestReport]:
-            if len(ingestors) == 1:
-                return [run(ingestors[0], chosen[0])]
+            skipped = [not_asked(ban) for ban in banned.values()]
+            if len(ingestors) <= 1:
+                return [run(i, p) for i, p in zip(ingestors, chosen, strict=True)] + skipped
             with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
                 futures = [pool.submit(run, ingestor, products)
                            for ingestor, products in zip(ingestors, chosen, strict=True)]
-                return [future.result() for future in futures]
+                return [future.result() for future in futures] + skipped
 
         if dry_run:
             return run_all()
@@ -197,6 +214,13 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
             runs.add_ingest(record, reports)
             _note_freshness(lake, record)
         return reports
+
+
+def _remember_bans(storage: Storage, sources: list[TradeSource]) -> None:
+    for source in sources:
+        ban = source.client.ban
+        if ban is not None:
+            remember_ban(storage, source.name, ban.banned_for, str(ban))
 
 
 def _note_freshness(lake: Lake, record: runs.RunRecord) -> None:

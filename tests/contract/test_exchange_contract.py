@@ -8,10 +8,13 @@ recordings, recording tests and a simulator.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from schemahub.errors import ExchangeBanned
+from schemahub.ingest.bans import active_ban, ban_key
 from schemahub.ingest.report import Status
 from schemahub.simulator.catalog import DEFAULT_PRODUCTS
 from schemahub.simulator.catalog import EXCHANGES as SIMULATED
@@ -136,3 +139,19 @@ def test_a_ban_stops_the_exchange_at_once(tmp_path: Path, make_sim: SimFactory, 
     in_flight = 3 * 4
     assert 1 <= stats["418"] <= in_flight, stats
     assert sum(p.stats.snapshot()["retries"] for p in report.products) == 0 or stats["418"] <= in_flight
+
+    # The ban is remembered in the lake: the next run (the next schedule, another host)
+    # does not ask the exchange at all until the ban ends, and says why.
+    storage = LakeRef(str(tmp_path)).storage()
+    ban = active_ban(storage, exchange, datetime.now(UTC))
+    assert ban is not None
+    assert 290 < (ban.until - datetime.now(UTC)).total_seconds() <= BANS[exchange].ban_s
+    again = ingest(tmp_path, sim, TRADED[exchange], rate=1000.0)
+    assert not again.ok and again.products == [] and again.http["banned"] == 1
+    assert again.error is not None and f"{exchange} banned this IP until" in again.error
+    assert sim.stats()["requests"] == stats["requests"]
+    storage.delete(ban_key(exchange))  # an operator who knows better: asks, is refused again
+    with pytest.raises(ExchangeBanned):
+        ingest(tmp_path, sim, TRADED[exchange], rate=1000.0)
+    assert sim.stats()["requests"] == stats["requests"] + 1
+    assert active_ban(storage, exchange, datetime.now(UTC)) is not None

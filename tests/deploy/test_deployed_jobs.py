@@ -10,6 +10,7 @@ test network needs: the simulators' URLs and the local AWS endpoint with test cr
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -82,6 +83,27 @@ def _metrics_watched(config: Config, variables: dict[str, Any]) -> set[Metric]:
     return watched
 
 
+def _write_patterns(config: Config, variables: dict[str, Any], known: dict[str, Any], job: str) -> list[str]:
+    """The object keys the job's IAM role may write or delete, as glob patterns."""
+    evaluator = Evaluator(config, variables, known, {"each": {"key": job, "value": job}})
+    policy = config.data_sources["data.aws_iam_policy_document.job"]
+    statements = policy.nested("statement")
+    (write,) = [s for s in statements if evaluator.attribute(s, "sid") == "WriteItsPartOfTheLake"]
+    assert evaluator.attribute(write, "actions") == ["s3:PutObject", "s3:DeleteObject"]
+    prefix = f"arn:aws:s3:::{variables['lake_bucket']}/"
+    resources = evaluator.attribute(write, "resources")
+    assert all(r.startswith(prefix) for r in resources), resources
+    return [r.removeprefix(prefix) for r in resources]
+
+
+def _objects(client: Any, bucket: str) -> dict[str, str]:
+    """Every object of the bucket: key -> ETag."""
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        found.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+    return found
+
+
 def _emitted(stderr: str) -> set[Metric]:
     emitted: set[Metric] = set()
     for line in stderr.splitlines():
@@ -134,9 +156,19 @@ def test_the_rendered_task_definitions_run_the_pipeline(tmp_path: Path, make_sim
         return done.stderr
 
     run(["init-cloud"], env_of["ingest"])
+    # Each job's least-privilege role (iam.tf) must cover every object the job creates,
+    # replaces or deletes: compare the bucket before and after each run with its policy.
+    known = {**APPLY_TIME, "aws_s3_bucket.lake.arn": f"arn:aws:s3:::{variables['lake_bucket']}"}
+    client = s3_client(moto_url)
     emitted: set[Metric] = set()
     for job in ORDER:
+        before = _objects(client, variables["lake_bucket"])
         emitted |= _emitted(run(jobs[job]["command"], env_of[job]))
+        after = _objects(client, variables["lake_bucket"])
+        touched = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        patterns = _write_patterns(config, variables, known, job)
+        outside = sorted(k for k in touched if not any(fnmatch.fnmatchcase(k, p) for p in patterns))
+        assert touched and not outside, f"{job} wrote outside its IAM policy {patterns}: {outside[:5]}"
 
     lake = LakeRef(lake_url, {**aws_env(moto_url), "SCHEMAHUB_LOCKS": env_of["ingest"]["SCHEMAHUB_LOCKS"]})
     for exchange, sim in sims.items():

@@ -67,6 +67,9 @@ def ingest_table(report: IngestReport) -> Table:
 
 
 def print_ingest(report: IngestReport, console: Console) -> None:
+    if report.error:
+        console.print(f"[red]{report.exchange}: {report.error}[/]")
+        return
     console.print(ingest_table(report))
     if report.dry_run and report.estimated_seconds is not None:
         total = sum(p.planned_requests for p in report.products)

@@ -144,6 +144,8 @@ class ExchangeClient:
             exchange, failure_threshold=config.breaker_threshold,
             cooldown=config.breaker_cooldown, max_failed_probes=config.breaker_probes)
         self.stats = RequestStats()
+        self.ban: ExchangeBanned | None = None
+        """The 418 that banned us this run, if any (bans are remembered across runs)."""
         self.weight_per_minute = config.weight_per_minute
         limits = httpx.Limits(max_connections=config.max_connections,
                               max_keepalive_connections=config.max_connections)
@@ -239,6 +241,7 @@ class ExchangeClient:
             count(rate_limited=1)
             raise
         except ExchangeBanned as exc:
+            self.ban = self.ban or exc
             self.breaker.ban(str(exc))
             count(banned=1)
             outcome_recorded = True

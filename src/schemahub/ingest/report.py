@@ -83,6 +83,8 @@ class IngestReport:
     estimated_seconds: float | None = None
     http: dict[str, Any] = field(default_factory=dict)
     """The exchange client's counters for the run (statuses, latency histogram, breaker)."""
+    error: str | None = None
+    """Why the exchange was not asked at all (a ban from an earlier run)."""
 
     @property
     def failed(self) -> list[ProductReport]:
@@ -90,7 +92,7 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class IngestReport:
             "dry_run": self.dry_run,
             "interrupted": self.interrupted,
             "ok": self.ok,
+            "error": self.error,
             "estimated_seconds": self.estimated_seconds,
             "products": [p.to_dict() for p in self.products],
             "http": self.http,

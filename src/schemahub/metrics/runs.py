@@ -179,6 +179,8 @@ def add_ingest(record: RunRecord, reports: list[IngestReport]) -> None:
                 watermark_before=p.watermark_before, watermark_after=p.watermark_after,
                 last_trade_time=last, missing_ids=p.missing_ids,
                 elapsed_s=round(p.elapsed_s, 3), error=p.error))
+        if report.error:
+            record.details.setdefault("exchange_errors", {})[report.exchange] = report.error
         if report.interrupted:
             record.status = "interrupted"
         elif not report.ok and record.status == "ok":
