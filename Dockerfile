@@ -23,7 +23,7 @@ RUN python -m pip wheel --wheel-dir /wheels --constraint constraints.txt . \
     && /opt/schemahub/bin/pip uninstall --yes pip setuptools \
     && find /opt/schemahub -depth -name '__pycache__' -type d -exec rm -rf {} +
 
-# -- runtime: the venv only; no compilers, no pip, no caches ---------------------------
+# -- runtime: adds only the venv (no pip in it); no compilers, wheels or caches ---------
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="schemahub" \
       org.opencontainers.image.description="Crypto trade data: raw lake, unified Delta table, SQL" \

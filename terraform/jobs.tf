@@ -1,7 +1,7 @@
 # What each scheduled task runs: the container command and environment of the four ECS
 # task definitions (compute.tf). Kept here as plain data so the test suite can render
 # them from this file and run the very same commands against the simulator and a local
-# S3/DynamoDB endpoint (tests/deploy/test_terraform_jobs.py).
+# S3/DynamoDB endpoint (tests/deploy/test_deployed_jobs.py).
 
 locals {
   lake_url          = "s3://${aws_s3_bucket.lake.bucket}/${var.lake_prefix}"

@@ -32,6 +32,15 @@ locals {
       BackoffRate     = 2
     }]
     TimeoutSeconds = 6 * 3600
+    ResultSelector = { "exit_code.$" = "$.Containers[0].ExitCode" }
+  } }
+  exit_code_choice = { for job, next in { transform = "Check", check = "Done" } : job => {
+    Type = "Choice"
+    Choices = [
+      { Variable = "$.${job}.exit_code", NumericEquals = 0, Next = next },
+      { Variable = "$.${job}.exit_code", NumericEquals = 4, Next = next },
+    ]
+    Default = job == "transform" ? "TransformFailed" : "CheckFailed"
   } }
 }
 
@@ -45,14 +54,24 @@ resource "aws_sfn_state_machine" "pipeline" {
   name     = "${var.name}-pipeline"
   role_arn = aws_iam_role.pipeline.arn
 
+  # runTask.sync succeeds whenever the task stops, whatever its exit status: the Choice
+  # states read the container's exit code (0 ok, 4 done but needs attention, else failed).
   definition = jsonencode({
     Comment = "SchemaHub: ingest new trades, transform them into the unified table, check the result"
     StartAt = "Ingest"
     States = {
       # A partly failed ingest (one exchange down) still wrote good data: transform it.
-      Ingest    = merge(local.pipeline_task["ingest"], { Next = "Transform", Catch = [{ ErrorEquals = ["States.ALL"], ResultPath = "$.ingest_error", Next = "Transform" }] })
-      Transform = merge(local.pipeline_task["transform"], { Next = "Check" })
-      Check     = merge(local.pipeline_task["check"], { End = true })
+      Ingest = merge(local.pipeline_task["ingest"], {
+        ResultPath = "$.ingest", Next = "Transform"
+        Catch      = [{ ErrorEquals = ["States.ALL"], ResultPath = "$.ingest_error", Next = "Transform" }]
+      })
+      Transform       = merge(local.pipeline_task["transform"], { ResultPath = "$.transform", Next = "TransformResult" })
+      TransformResult = local.exit_code_choice["transform"]
+      Check           = merge(local.pipeline_task["check"], { ResultPath = "$.check", Next = "CheckResult" })
+      CheckResult     = local.exit_code_choice["check"]
+      TransformFailed = { Type = "Fail", Error = "TransformFailed", Cause = "transform exited non-zero: see /${var.name}/transform" }
+      CheckFailed     = { Type = "Fail", Error = "ChecksFailed", Cause = "a data-quality check failed: see /${var.name}/check" }
+      Done            = { Type = "Succeed" }
     }
   })
 

@@ -207,3 +207,60 @@ def test_terraform_validates_and_plans_offline(config: Config, tmp_path: Path, m
     assert planned["aws_dynamodb_table.locks"]["name"] == f"{EXAMPLE['name']}-locks"
     assert sorted(a for a in planned if a.startswith("aws_ecs_task_definition.")) == [
         f'aws_ecs_task_definition.job["{job}"]' for job in sorted(evaluator.local("jobs"))]
+
+
+def _state_machine(config: Config) -> dict[str, Any]:
+    known = {**APPLY_TIME, "data.aws_partition.current.partition": "aws",
+             "aws_ecs_cluster.schemahub.arn": "arn:aws:ecs:us-east-1:123456789012:cluster/x",
+             "aws_security_group.tasks.id": "sg-1",
+             "aws_ecs_task_definition.job.arn_without_revision":
+                 lambda job: f"arn:aws:ecs:us-east-1:123456789012:task-definition/x-{job}"}
+    evaluator = Evaluator(config, EXAMPLE, known)
+    text = evaluator.resource_attribute("aws_sfn_state_machine.pipeline", None, "definition")
+    return dict(json.loads(text))
+
+
+def _execute(machine: dict[str, Any], exit_codes: dict[str, int]) -> list[str]:
+    """The states an execution passes through when each job's container exits with its code."""
+    states, path, name = machine["States"], [], machine["StartAt"]
+    data: dict[str, Any] = {}
+    while True:
+        path.append(name)
+        state = states[name]
+        if state["Type"] in ("Succeed", "Fail"):
+            return path
+        if state["Type"] == "Task":
+            job = name.lower()
+            assert state["Parameters"]["TaskDefinition"].endswith(f"-{job}")
+            assert state["ResultSelector"] == {"exit_code.$": "$.Containers[0].ExitCode"}
+            data[state["ResultPath"].removeprefix("$.")] = {"exit_code": exit_codes[job]}
+            name = state["Next"]
+        else:
+            assert state["Type"] == "Choice"
+            name = state["Default"]
+            for choice in state["Choices"]:
+                job, field = choice["Variable"].removeprefix("$.").split(".")
+                if data[job][field] == choice["NumericEquals"]:
+                    name = choice["Next"]
+                    break
+
+
+@pytest.mark.parametrize(("codes", "path"), [
+    ({"ingest": 0, "transform": 0, "check": 0},
+     ["Ingest", "Transform", "TransformResult", "Check", "CheckResult", "Done"]),
+    ({"ingest": 1, "transform": 4, "check": 0},  # a partial ingest and quarantined files: still checked
+     ["Ingest", "Transform", "TransformResult", "Check", "CheckResult", "Done"]),
+    ({"ingest": 0, "transform": 1, "check": 0},
+     ["Ingest", "Transform", "TransformResult", "TransformFailed"]),
+    ({"ingest": 0, "transform": 0, "check": 1},
+     ["Ingest", "Transform", "TransformResult", "Check", "CheckResult", "CheckFailed"]),
+])
+def test_the_pipeline_checks_after_each_transform_and_fails_on_bad_exits(
+        config: Config, codes: dict[str, int], path: list[str]) -> None:
+    machine = _state_machine(config)
+    assert _execute(machine, codes) == path
+    ingest = machine["States"]["Ingest"]
+    assert ingest["Catch"][0]["Next"] == "Transform"  # a task that cannot even start: still transform
+    for state in machine["States"].values():
+        targets = [state.get("Next"), state.get("Default"), *(c["Next"] for c in state.get("Choices", []))]
+        assert all(t is None or t in machine["States"] for t in targets)
