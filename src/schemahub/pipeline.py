@@ -265,14 +265,13 @@ def list_checkpoints(settings: Settings) -> list[CheckpointRow]:
     lake = open_lake(settings)
     store = CheckpointStore(lake.storage)
     rows = []
-    for info in lake.storage.list("state/checkpoints/"):
-        exchange, _, name = info.key.removeprefix("state/checkpoints/").partition("/")
+    for key, exchange, sym in store.listed():
         try:
-            stored = store.load(exchange, name.removesuffix(".json"))
+            stored = store.load(exchange, sym)
         except (CorruptState, ConfigError) as exc:
-            rows.append(CheckpointRow(info.key, None, str(exc)))
+            rows.append(CheckpointRow(key, None, str(exc)))
             continue
-        rows.append(CheckpointRow(info.key, stored.value if stored else None, None))
+        rows.append(CheckpointRow(key, stored.value if stored else None, None))
     return rows
 
 

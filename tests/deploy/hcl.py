@@ -74,11 +74,9 @@ class Reference:
 
     @property
     def address(self) -> str:
-        if self.root in ("var", "local", "each", "count"):
-            return f"{self.root}.{self.parts[0]}" if self.parts else self.root
-        if self.root == "data":
-            return "data." + ".".join(str(p) for p in self.parts[:2])
-        return f"{self.root}.{self.parts[0]}" if self.parts else self.root
+        """What the reference names: ``var.x``, ``data.TYPE.NAME``, ``TYPE.NAME`` (no attribute)."""
+        named = 2 if self.root == "data" else 1
+        return ".".join([self.root, *(str(p) for p in self.parts[:named])])
 
 
 def _children(node: Node) -> list[Node | Token]:
@@ -353,11 +351,17 @@ class Evaluator:
         block = self.config.resources.get(address)
         if block is None or attr not in block.attributes:
             raise Unsupported(f"{full} is only known after apply: pass it in `known`")
-        scope = {}
-        if key is not None:
-            for_each = self.eval(block.attributes["for_each"])
-            scope["each"] = {"key": key, "value": for_each[key] if isinstance(for_each, dict) else key}
-        return Evaluator(self.config, self.variables, self.known, scope).eval(block.attributes[attr])
+        return self.instances(block)[key].eval(block.attributes[attr])
+
+    def instances(self, block: Block) -> dict[Any, Evaluator]:
+        """One evaluator per instance of ``block``, ``each`` bound by its ``for_each`` (a single
+        instance has the key None)."""
+        if "for_each" not in block.attributes:
+            return {None: Evaluator(self.config, self.variables, self.known)}
+        for_each = self.eval(block.attributes["for_each"])
+        pairs = for_each.items() if isinstance(for_each, dict) else ((k, k) for k in for_each)
+        return {k: Evaluator(self.config, self.variables, self.known, {"each": {"key": k, "value": v}})
+                for k, v in pairs}
 
     def resolve(self, root: str, parts: list[Any]) -> Any:
         if root in self.scope:

@@ -57,11 +57,7 @@ def _metrics_watched(config: Config, variables: dict[str, Any]) -> set[Metric]:
     for address, block in config.resources.items():
         if not address.startswith("aws_cloudwatch_metric_alarm."):
             continue
-        keys = evaluator.eval(block.attributes["for_each"]) if "for_each" in block.attributes else [None]
-        for key in keys:
-            scope = {} if key is None else {"each": {"key": key, "value": keys[key] if isinstance(keys, dict)
-                                                     else key}}
-            one = Evaluator(config, variables, APPLY_TIME, scope)
+        for one in evaluator.instances(block).values():
             if one.eval(block.attributes["namespace"]) != namespace:
                 continue
             dimensions = one.eval(block.attributes["dimensions"])
@@ -85,8 +81,8 @@ def _metrics_watched(config: Config, variables: dict[str, Any]) -> set[Metric]:
 
 def _write_patterns(config: Config, variables: dict[str, Any], known: dict[str, Any], job: str) -> list[str]:
     """The object keys the job's IAM role may write or delete, as glob patterns."""
-    evaluator = Evaluator(config, variables, known, {"each": {"key": job, "value": job}})
     policy = config.data_sources["data.aws_iam_policy_document.job"]
+    evaluator = Evaluator(config, variables, known).instances(policy)[job]
     statements = policy.nested("statement")
     (write,) = [s for s in statements if evaluator.attribute(s, "sid") == "WriteItsPartOfTheLake"]
     assert evaluator.attribute(write, "actions") == ["s3:PutObject", "s3:DeleteObject"]

@@ -13,6 +13,7 @@ progress: it gets ``CommitConflict`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -69,8 +70,11 @@ class Stored(Generic[M]):
     version: str
 
 
+_CHECKPOINTS = "state/checkpoints/"
+
+
 def checkpoint_key(exchange: str, sym: str) -> str:
-    return f"state/checkpoints/{exchange_name(exchange)}/{symbol(sym)}.json"
+    return f"{_CHECKPOINTS}{exchange_name(exchange)}/{symbol(sym)}.json"
 
 
 def gap_log_key(exchange: str, sym: str) -> str:
@@ -98,6 +102,12 @@ def _save(storage: Storage, key: str, value: BaseModel, previous: Stored[M] | No
 class CheckpointStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+
+    def listed(self) -> Iterator[tuple[str, str, str]]:
+        """``(key, exchange, symbol)`` of every checkpoint file in the lake, in key order."""
+        for info in self.storage.list(_CHECKPOINTS):
+            exchange, _, name = info.key.removeprefix(_CHECKPOINTS).partition("/")
+            yield info.key, exchange, name.removesuffix(".json")
 
     def load(self, exchange: str, sym: str) -> Stored[Checkpoint] | None:
         key = checkpoint_key(exchange, sym)

@@ -52,8 +52,10 @@ def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
 
     checks: list[dict[str, Any]] = record.details.get("checks", [])
     finished = record.finished_at or record.started_at
-    lags = [(finished - p.last_trade_time).total_seconds() for p in record.products
-            if record.command == "ingest" and p.last_trade_time is not None]
+    # Freshness is what an ingest run saw: each product's newest trade against the run's end.
+    lag_s = {(p.exchange, p.symbol): (finished - p.last_trade_time).total_seconds()
+             for p in record.products if record.command == "ingest" and p.last_trade_time is not None}
+    lags = list(lag_s.values())
     gaps = [p.unexplained_gaps for p in record.products if p.unexplained_gaps is not None]
     document({"Command": record.command}, [
         ("RunDuration", record.duration_s or 0.0, "Seconds"),
@@ -80,8 +82,8 @@ def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
         metrics = []
         if record.command == "ingest":
             metrics.append(("TradesIngested", float(p.trades), "Count"))
-            if p.last_trade_time is not None:
-                metrics.append(("FreshnessLag", (finished - p.last_trade_time).total_seconds(), "Seconds"))
+            if (p.exchange, p.symbol) in lag_s:
+                metrics.append(("FreshnessLag", lag_s[(p.exchange, p.symbol)], "Seconds"))
         if p.unexplained_gaps is not None:
             metrics.append(("UnexplainedGaps", float(p.unexplained_gaps), "Count"))
         if metrics:

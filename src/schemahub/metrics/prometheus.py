@@ -68,12 +68,11 @@ class LakeCollector(Collector):
                                 labels=["exchange", "symbol"])
         store = CheckpointStore(self.storage)
         now = self._now()
-        for info in self.storage.list("state/checkpoints/"):
-            exchange, _, name = info.key.removeprefix("state/checkpoints/").partition("/")
+        for key, exchange, sym in store.listed():
             try:
-                stored = store.load(exchange, name.removesuffix(".json"))
+                stored = store.load(exchange, sym)
             except SchemahubError as exc:  # a corrupt checkpoint is `check`'s business, not a scrape's
-                log.warning("freshness of %s unknown: %s", info.key, exc)
+                log.warning("freshness of %s unknown: %s", key, exc)
                 continue
             newest = stored.value.last_trade_time if stored is not None else None
             if stored is not None and newest is not None:

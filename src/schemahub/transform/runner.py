@@ -185,9 +185,7 @@ class Transformer:
 
     def _watermarks(self, report: TransformReport) -> dict[tuple[str, str], Watermark]:
         found = {}
-        for info in self.storage.list("state/checkpoints/"):
-            exchange, _, name = info.key.removeprefix("state/checkpoints/").partition("/")
-            sym = name.removesuffix(".json")
+        for _, exchange, sym in self.checkpoints.listed():
             try:
                 stored = self.checkpoints.load(exchange, sym)
             except (CorruptState, SchemahubError) as exc:
