@@ -85,13 +85,14 @@ WITH t AS (
            (i % $symbols)                          AS s,
            (hash(i) % 1000000)::DOUBLE / 1000000   AS u,
            (hash(i * 7919) % 1000)::DOUBLE / 1000  AS v
-    FROM range($rows) r(i)
+    FROM range($first_row, $end_row) r(i)
 )
 SELECT
     ['coinbase', 'binance', 'kraken'][(s % 3) + 1]                       AS exchange,
     ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-BTC', 'DOGE-USD', 'ADA-USD', 'XRP-USD',
      'LTC-USD', 'AVAX-USD', 'DOT-USD', 'LINK-USD'][(s // 3) % 12 + 1]    AS symbol,
     CAST(i // $symbols AS VARCHAR)                                       AS trade_id,
+    'trade'                                                              AS id_kind,
     CASE WHEN u < 0.5 THEN 'buy' ELSE 'sell' END                         AS side,
     round(100 * (s + 1) * (1 + 0.05 * sin(i / 1e6) + 0.001 * v), 2)      AS price,
     round(0.001 + u * 2, 8)                                              AS quantity,
@@ -103,5 +104,5 @@ FROM t
 
 def unified_sql(rows: int, symbols: int, days: int) -> tuple[str, dict[str, int]]:
     step = max(1, days * 86_400_000_000 * symbols // rows)
-    return UNIFIED_SQL, {"rows": rows, "symbols": symbols, "start_us": int(START.timestamp() * 1_000_000),
-                         "step_us": step}
+    return UNIFIED_SQL, {"first_row": 0, "end_row": rows, "symbols": symbols,
+                         "start_us": int(START.timestamp() * 1_000_000), "step_us": step}

@@ -14,8 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import write_deltalake
 
+from schemahub import pipeline
+from schemahub.config import Settings
 from schemahub.infra.s3 import parse_s3_url
 from schemahub.simulator.server import Faults, ManualClock, Simulator
+from schemahub.table.delta import TradesTable
 from tests.helpers import (
     SIM_START,
     TEST_PRODUCTS,
@@ -100,19 +103,78 @@ def test_query_formats_carry_the_exact_rows(built: tuple[LakeRef, Simulator], tm
     assert csv_text.splitlines() == ['"symbol","n"', *(f'"{s}",{counts[s]}' for s in sorted(PRODUCTS))]
 
 
-def test_time_travel_by_version_and_time(built: tuple[LakeRef, Simulator]) -> None:
+def test_time_travel_by_version_and_time(built: tuple[LakeRef, Simulator], tmp_path: Path) -> None:
     lake, _ = built
     history = delta_table(lake).history()
     first_write = min(h["version"] for h in history if h["operation"] == "WRITE")
-    count_then = len(table_rows(lake, version=first_write))
-    assert count_then < len(table_rows(lake))
-    by_version = _query(lake, "SELECT count(*) AS n FROM trades", "--version", str(first_write),
-                        "--format", "csv")
-    assert by_version.splitlines()[1] == str(count_then)
+    rows_then = table_rows(lake, version=first_write)
+    assert 0 < len(rows_then) < len(table_rows(lake))
+    sql = "SELECT * FROM trades ORDER BY exchange, symbol, CAST(trade_id AS BIGINT)"
     moment = next(h["timestamp"] for h in history if h["version"] == first_write)
     as_of = datetime.fromtimestamp(moment / 1000, UTC).isoformat()
-    by_time = _query(lake, "SELECT count(*) AS n FROM trades", "--as-of", as_of, "--format", "csv")
-    assert by_time.splitlines()[1] == str(count_then)
+    for pin in (["--version", str(first_write)], ["--as-of", as_of]):
+        out = tmp_path / f"{pin[0][2:]}.parquet"
+        _query(lake, sql, *pin, "--format", "parquet", "--output", str(out))
+        assert pq.read_table(out).to_pylist() == rows_then, pin
+
+
+def test_the_view_reads_exactly_the_snapshots_files(built: tuple[LakeRef, Simulator],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `trades` view lists the live files itself (no per-query Delta log replay): they
+    must be exactly the ones a Delta reader sees, at the latest and at an older version."""
+    lake, _ = built
+    for name, value in lake.env.items():
+        monkeypatch.setenv(name, value)
+    engine = pipeline.query_engine(Settings.load(lake.url))
+    try:
+        view = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'trades'")["sql"][0].as_py()
+    finally:
+        engine.close()
+    assert "read_parquet" in view and "delta_scan" not in view
+    storage = lake.storage()
+    table = TradesTable(storage.url_for("table/trades"), storage.table_options() or None)
+    for version in (None, 1):
+        delta = table.load(version)
+        assert delta is not None
+        files = table.data_files(delta)
+        assert files is not None and sorted(files) == sorted(delta.file_uris())
+
+
+def test_a_foreign_file_layout_is_read_through_delta_scan(lake_copy: LakeRef) -> None:
+    """A table whose file paths do not spell their partition values (other writers may lay
+    files out so) must still read right: the view falls back to DuckDB's Delta reader."""
+    if lake_copy.kind != "local":
+        pytest.skip("moving a data file by hand is only done on the local lake")
+    want = table_rows(lake_copy)
+    root = Path(lake_copy.url) / "table" / "trades"
+    moved = next(root.glob("exchange=*/trade_date=*/*.parquet"))
+    old_path = moved.relative_to(root).as_posix()
+    (root / "elsewhere").mkdir()
+    moved.rename(root / "elsewhere" / moved.name)
+    for log in (root / "_delta_log").glob("*.json"):
+        log.write_text(log.read_text().replace(f'"path":"{old_path}"', f'"path":"elsewhere/{moved.name}"'))
+    assert table_rows(lake_copy) == want  # the table is intact for a Delta reader
+    table = TradesTable(str(root))
+    delta = table.load()
+    assert delta is not None and table.data_files(delta) is None
+    engine = pipeline.query_engine(Settings.load(lake_copy.url))
+    try:
+        view = engine.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'trades'")["sql"][0].as_py()
+        got = engine.sql("SELECT * FROM trades ORDER BY exchange, symbol, CAST(trade_id AS BIGINT)")
+    finally:
+        engine.close()
+    assert "delta_scan" in view
+    assert got.to_pylist() == want
+
+
+def test_a_data_file_missing_under_the_table_is_a_clear_error(lake_copy: LakeRef) -> None:
+    storage = lake_copy.storage()
+    delta = delta_table(lake_copy)
+    victim = sorted(pa.table(delta.get_add_actions(flatten=True))["path"].to_pylist())[0]
+    storage.delete(f"table/trades/{victim}")
+    result = _cli(lake_copy, "query", "SELECT count(*) FROM trades")
+    assert result.returncode == 2
+    assert f"lists a data file that is gone: {storage.url_for('table/trades/' + victim)} (" in result.stderr
 
 
 def test_query_errors_are_clear(built: tuple[LakeRef, Simulator], tmp_path: Path) -> None:
@@ -195,7 +257,7 @@ def test_check_reports_an_unexplained_gap(lake_copy: LakeRef) -> None:
     assert product["unexplained_gaps"] == [[int(victim["trade_id"]), int(victim["trade_id"])]]
 
 
-def test_compact_cli_rewrites_files_and_vacuums(lake_copy: LakeRef) -> None:
+def test_compact_cli_rewrites_files_and_vacuums(lake_copy: LakeRef, tmp_path: Path) -> None:
     before = table_rows(lake_copy)
     files_before = len(delta_table(lake_copy).file_uris())
     result = run_cli("compact", "--zorder", "--vacuum", "--retain-hours", "1", "--lake", lake_copy.url,
@@ -204,6 +266,13 @@ def test_compact_cli_rewrites_files_and_vacuums(lake_copy: LakeRef) -> None:
     assert "compacted: version" in result.stdout
     assert len(delta_table(lake_copy).file_uris()) < files_before
     assert table_rows(lake_copy) == before
+    # The replaced files stay on disk for the retention period; queries read only live ones.
+    on_disk = [info for info in lake_copy.storage().list("table/trades/") if info.key.endswith(".parquet")]
+    assert len(on_disk) > len(delta_table(lake_copy).file_uris())
+    out = tmp_path / "after.parquet"
+    _query(lake_copy, "SELECT * FROM trades ORDER BY exchange, symbol, CAST(trade_id AS BIGINT)",
+           "--format", "parquet", "--output", str(out))
+    assert pq.read_table(out).to_pylist() == before
     guard = run_cli("compact", "--vacuum", "--retain-hours", "0", "--lake", lake_copy.url,
                     env=cli_env(None, lake_copy))
     assert guard.returncode == 2 and "guard" in guard.stderr

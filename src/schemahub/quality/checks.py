@@ -85,7 +85,9 @@ class Checker:
         self.now = now or datetime.now(UTC)
 
     def run(self, options: CheckOptions) -> list[CheckResult]:
-        delta = self.table.load()
+        # The cursors must describe the very version the engine's queries read: a transform
+        # committing meanwhile would otherwise look like missing rows.
+        delta = self.table.load(self.engine.version) if self.engine.version is not None else None
         if delta is None:
             return [CheckResult("table", "fail", f"no table at {self.table.uri}: run `schemahub transform`")]
         products = self._products()

@@ -1,10 +1,15 @@
 """SQL over the unified table with DuckDB.
 
-The ``trades`` view is DuckDB's ``delta_scan`` of the table (the extension comes from the
-pinned ``duckdb-extension-delta`` wheel and is installed from that file: no network,
-nothing written to the home directory). It prunes partitions (exchange, trade_date) and
-skips files by their ``trade_ts``/``symbol`` statistics. ``version`` pins an older table
-version (time travel); ``as_of`` picks the version current at a timestamp.
+The ``trades`` view reads one pinned table version: the engine resolves the Delta
+snapshot once (delta-rs) and the view reads exactly that version's Parquet files with
+DuckDB's Parquet reader, partition columns taken from the files' ``exchange=…/
+trade_date=…`` paths. DuckDB's ``delta_scan`` rebuilds the snapshot on every query, a
+fixed ~20 ms that doubled small queries (docs/BENCHMARKS.md); it remains the fallback for
+tables a plain Parquet reader must not read alone (deletion vectors, column mapping,
+foreign file layouts). Either way partitions are pruned and row groups are skipped by
+their ``trade_ts``/``symbol`` statistics. Data files are immutable, so their footers are
+cached for the session. Every statement of a session sees the same version; ``version``
+pins an older one (time travel), ``as_of`` the one current at a timestamp.
 
 Views and example queries bucket time with integer math on ``epoch_us(trade_ts)`` or the
 stored ``trade_date``, never ICU calendar functions on TIMESTAMPTZ (measured 5-35x
@@ -13,6 +18,7 @@ slower; see ../shared/reference/tech-notes.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +30,11 @@ from schemahub.errors import ConfigError, SchemahubError
 from schemahub.infra.duck import connect
 from schemahub.infra.storage import Storage
 from schemahub.table.delta import TradesTable
+from schemahub.transform.schema import COLUMNS
+
+_FILES_VARIABLE = "schemahub_trade_files"
+_NO_MATCH = re.compile(r'No files found that match the pattern "(?P<pattern>[^"]+)"')
+_GLOB_TAIL = re.compile(r"\[(.)\]$")  # undoes _glob_matching_only
 
 
 class QueryError(SchemahubError):
@@ -36,14 +47,32 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _glob_matching_only(uri: str) -> str:
+    """A glob pattern that matches exactly ``uri`` (``….parquet`` -> ``….parque[t]``).
+
+    DuckDB (1.5) validates its footer cache against the modification time a directory
+    listing returns; for a plain path in a list it opens the file first, which cost 12 ms
+    per query over 96 files where the listing costs 2 ms (docs/BENCHMARKS.md). A pattern
+    still names one file: the URI's other characters are checked to be glob-free
+    (``TradesTable.data_files``), and a pattern that matches nothing is an error, as a
+    missing file is.
+    """
+    return f"{uri[:-1]}[{uri[-1]}]"
+
+
 class QueryEngine:
     def __init__(self, table: TradesTable, *, version: int | None = None, as_of: datetime | None = None,
                  threads: int | None = None, storage: Storage | None = None) -> None:
         self.table = table
         self.storage = storage
         self.con = connect(threads, storage)
-        self.version = self._resolve_version(version, as_of)
-        self._create_views()
+        try:
+            self.con.execute("SET parquet_metadata_cache = true")
+            self.version = self._resolve_version(version, as_of)
+            self._create_views()
+        except BaseException:
+            self.con.close()
+            raise
 
     def _resolve_version(self, version: int | None, as_of: datetime | None) -> int | None:
         if version is None and as_of is None:
@@ -67,12 +96,25 @@ class QueryEngine:
             from schemahub.metrics import views
 
             views.create(self.con, self.storage)
-        self._missing = self.table.load() is None
-        if self._missing:
+        delta = self.table.load(self.version)
+        self._missing = delta is None
+        if delta is None:
             return  # sql() explains that the table does not exist yet
-        args = _quote(self.table.uri) + (f", version => {self.version}" if self.version is not None else "")
-        # The URI is quoted and the version is an int: nothing user-typed is spliced in.
-        self.con.execute(f"CREATE VIEW trades AS SELECT * FROM delta_scan({args})")  # noqa: S608
+        self.version = delta.version()
+        files = self.table.data_files(delta)
+        if files is None:
+            # The URI is quoted and the version is an int: nothing user-typed is spliced in.
+            source = f"delta_scan({_quote(self.table.uri)}, version => {self.version})"
+        else:
+            self.con.execute(f"SET VARIABLE {_FILES_VARIABLE} = $files",
+                             {"files": [_glob_matching_only(file) for file in files]})
+            source = (f"read_parquet(getvariable('{_FILES_VARIABLE}'), hive_partitioning = true, "
+                      "hive_types = {'exchange': VARCHAR, 'trade_date': DATE}, hive_types_autocast = false)")
+        columns = ", ".join(column.name for column in COLUMNS)
+        try:
+            self.con.execute(f"CREATE VIEW trades AS SELECT {columns} FROM {source}")  # noqa: S608
+        except duckdb.Error as exc:
+            raise self._failure(exc) from None
 
     def sql(self, text: str, params: Mapping[str, object] | None = None) -> pa.Table:
         try:
@@ -81,9 +123,18 @@ class QueryEngine:
             if self._missing and "trades" in str(exc):
                 raise ConfigError(f"there is no table at {self.table.uri} yet: run `schemahub transform` "
                                   "first") from None
-            raise QueryError(f"query failed: {str(exc).strip()}") from None
+            raise self._failure(exc) from None
         except duckdb.Error as exc:
-            raise QueryError(f"query failed: {str(exc).strip()}") from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: duckdb.Error) -> QueryError:
+        gone = _NO_MATCH.search(str(exc))
+        if gone:
+            file = _GLOB_TAIL.sub(r"\1", gone["pattern"])
+            return QueryError(f"table version {self.version} lists a data file that is gone: {file} "
+                              "(deleted outside Delta Lake, or vacuumed with a retention shorter than "
+                              "this query)")
+        return QueryError(f"query failed: {str(exc).strip()}")
 
     def close(self) -> None:
         self.con.close()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,9 @@ log = logging.getLogger("schemahub.table")
 
 TABLE_NAME = "trades"
 APP_PREFIX = "schemahub"
+
+_PARTITION_FILE = re.compile(r"exchange=(?P<exchange>[a-z0-9_]+)/trade_date=(?P<day>\d{4}-\d{2}-\d{2})/"
+                             r"[A-Za-z0-9._-]+\.parquet")
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,36 @@ class TradesTable:
         loaded = self.load()
         assert loaded is not None
         return loaded.version()
+
+    def data_files(self, table: DeltaTable) -> list[str] | None:
+        """This snapshot's Parquet files, as URIs a plain Parquet reader can open; or None.
+
+        A Delta snapshot is exactly its live ``add`` actions; reading those files directly
+        (their partition values spelled in their ``exchange=…/trade_date=…`` paths) gives
+        the same rows as a Delta reader, without rebuilding the snapshot on every query.
+        None when that would not hold: deletion vectors or column mapping (reader protocol
+        above 1), a file whose path does not spell its partition values (other writers may
+        lay files out differently), or a table location with characters a Parquet reader
+        would read as a glob or a partition. An empty snapshot is None too: there is nothing
+        to list, and a Delta reader knows its schema.
+        """
+        base = self.uri.rstrip("/")
+        if any(char in base for char in "=*?[{"):
+            return None  # a Parquet reader would take these for partition values or globs
+        protocol = table.protocol()
+        if protocol.min_reader_version > 1 or protocol.reader_features:
+            return None
+        adds = pa.table(table.get_add_actions(flatten=True))
+        if adds.num_rows == 0:
+            return None
+        files = []
+        for path, exchange, day in zip(adds["path"].to_pylist(), adds["partition.exchange"].to_pylist(),
+                                       adds["partition.trade_date"].to_pylist(), strict=True):
+            spelled = _PARTITION_FILE.fullmatch(path)
+            if spelled is None or (spelled["exchange"], spelled["day"]) != (exchange, str(day)):
+                return None
+            files.append(f"{base}/{path}")
+        return files
 
     def info(self, table: DeltaTable) -> TableInfo:
         adds = pa.table(table.get_add_actions(flatten=True))
