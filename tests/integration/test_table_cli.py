@@ -188,6 +188,11 @@ def test_query_errors_are_clear(built: tuple[LakeRef, Simulator], tmp_path: Path
     assert future.returncode == 2 and "--version 999 does not exist" in future.stderr
     parquet = run_cli("query", "SELECT 1", "--format", "parquet", "--lake", lake.url, env=cli_env(None, lake))
     assert parquet.returncode == 2 and "--format parquet needs --output FILE" in parquet.stderr
+    elsewhere = f"{tmp_path}/not-ours.parque[t]"  # a missing file that is not the table's
+    other = run_cli("query", f"SELECT * FROM read_parquet('{elsewhere}')", "--lake", lake.url,
+                    env=cli_env(None, lake))
+    assert other.returncode == 2 and "No files found that match the pattern" in other.stderr
+    assert "data file that is gone" not in other.stderr
 
 
 def test_example_queries_agree_with_the_data(built: tuple[LakeRef, Simulator]) -> None:

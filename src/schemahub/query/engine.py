@@ -70,6 +70,7 @@ class QueryEngine:
                  threads: int | None = None, storage: Storage | None = None) -> None:
         self.table = table
         self.storage = storage
+        self._files: frozenset[str] = frozenset()  # the data files the view reads, if it lists them
         self.con = connect(threads, storage)
         try:
             self.con.execute("SET parquet_metadata_cache = true")
@@ -107,6 +108,7 @@ class QueryEngine:
             return  # sql() explains that the table does not exist yet
         self.version = delta.version()
         files = self.table.data_files(delta)
+        self._files = frozenset(files or ())
         if files is None:
             # The URI is quoted and the version is an int: nothing user-typed is spliced in.
             source = f"delta_scan({_quote(self.table.uri)}, version => {self.version})"
@@ -135,8 +137,8 @@ class QueryEngine:
 
     def _failure(self, exc: duckdb.Error) -> QueryError:
         gone = _GONE.search(str(exc))
-        if gone:
-            file = gone["url"] or _GLOB_TAIL.sub(r"\1", gone["pattern"])
+        file = (gone["url"] or _GLOB_TAIL.sub(r"\1", gone["pattern"])) if gone else None
+        if file in self._files:
             return QueryError(f"table version {self.version} lists a data file that is gone: {file} "
                               "(deleted outside Delta Lake, or vacuumed with a retention shorter than "
                               "this query)")
