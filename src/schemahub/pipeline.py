@@ -199,13 +199,12 @@ def ingest_many(settings: Settings, exchanges: list[str], requested: list[str] |
                                 http={"banned": 1, "breaker_state": "dead"})
 
         def run_all() -> list[IngestReport]:
-            skipped = [not_asked(ban) for ban in banned.values()]
             if len(ingestors) <= 1:
-                return [run(i, p) for i, p in zip(ingestors, chosen, strict=True)] + skipped
-            with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
-                futures = [pool.submit(run, ingestor, products)
-                           for ingestor, products in zip(ingestors, chosen, strict=True)]
-                return [future.result() for future in futures] + skipped
+                reports = [run(i, p) for i, p in zip(ingestors, chosen, strict=True)]
+            else:
+                with ThreadPoolExecutor(len(ingestors), thread_name_prefix="exchange") as pool:
+                    reports = list(pool.map(run, ingestors, chosen))
+            return reports + [not_asked(ban) for ban in banned.values()]
 
         if dry_run:
             return run_all()
@@ -353,10 +352,9 @@ def dashboard_html(settings: Settings) -> str:
     from schemahub.dashboard import data, render
 
     lake = open_lake(settings)
-    engine = query_engine(settings, lake=lake) if lake.table.load() is not None else None
+    engine = query_engine(settings, lake=lake)
     try:
-        board = data.collect(settings.lake, lake.storage, lake.table, engine)
+        board = data.collect(settings.lake, lake.storage, engine)
     finally:
-        if engine is not None:
-            engine.close()
+        engine.close()
     return render.page(board)

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from deltalake import DeltaTable
+
 from schemahub.infra.checkpoints import GapLogStore
 from schemahub.infra.storage import Storage
-from schemahub.metrics.latency import quantile
 from schemahub.metrics.runs import RunRecord, load_all
 from schemahub.query.engine import QueryEngine
-from schemahub.table.delta import TradesTable
 
 
 @dataclass
@@ -91,19 +91,18 @@ class Dashboard:
     """exchange -> (raw bytes, table bytes)."""
 
 
-def collect(lake: str, storage: Storage, table: TradesTable, engine: QueryEngine | None,
-            now: datetime | None = None) -> Dashboard:
+def collect(lake: str, storage: Storage, engine: QueryEngine, now: datetime | None = None) -> Dashboard:
     now = now or datetime.now(UTC)
     runs = load_all(storage)
     headline = Headline(runs=len(runs), failed_runs=sum(r.status in ("failed", "interrupted") for r in runs))
     board = Dashboard(lake=lake, generated_at=now, headline=headline, runs=runs, api=_api(runs))
     raw = _raw_bytes(storage)
     headline.raw_bytes = sum(raw.values())
-    table_bytes = _table_bytes(table)
+    table_bytes = _table_bytes(engine.snapshot)
     headline.table_bytes = sum(table_bytes.values())
     board.storage_by_exchange = {ex: (raw.get(ex, 0), table_bytes.get(ex, 0))
                                  for ex in sorted(set(raw) | set(table_bytes))}
-    if engine is None or table.load() is None:
+    if engine.snapshot is None:
         return board
     totals = _rows(engine, "SELECT count(*) AS n, count(DISTINCT exchange) AS e, count(DISTINCT "
                            "(exchange, symbol)) AS p, min(trade_ts) AS lo, max(trade_ts) AS hi "
@@ -156,10 +155,9 @@ def _api(runs: list[RunRecord]) -> list[ApiPoint]:
         if run.command != "ingest":
             continue
         for ex in run.exchanges:
-            p50, p95 = (quantile(ex.latency_buckets, q) for q in (0.5, 0.95))
-            points.append(ApiPoint(run.started_at, ex.exchange, None if p50 is None else p50 * 1000,
-                                   None if p95 is None else p95 * 1000, ex.requests, ex.rate_limited,
-                                   ex.server_errors, ex.breaker_trips, ex.banned))
+            points.append(ApiPoint(run.started_at, ex.exchange, ex.latency_ms(0.5), ex.latency_ms(0.95),
+                                   ex.requests, ex.rate_limited, ex.server_errors, ex.breaker_trips,
+                                   ex.banned))
     return points
 
 
@@ -171,10 +169,9 @@ def _raw_bytes(storage: Storage) -> dict[str, int]:
     return out
 
 
-def _table_bytes(table: TradesTable) -> dict[str, int]:
+def _table_bytes(delta: DeltaTable | None) -> dict[str, int]:
     import pyarrow as pa
 
-    delta = table.load()
     if delta is None:
         return {}
     adds = pa.table(delta.get_add_actions(flatten=True))

@@ -27,7 +27,6 @@ from typing import IO, Any
 from aws_embedded_metrics.logger.metrics_context import MetricsContext
 from aws_embedded_metrics.serializers.log_serializer import LogSerializer
 
-from schemahub.metrics.latency import quantile
 from schemahub.metrics.runs import RunRecord
 
 NAMESPACE = "SchemaHub"
@@ -74,9 +73,9 @@ def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
                    ("BreakerTrips", ex.breaker_trips, "Count"), ("Banned", ex.banned, "Count"),
                    ("RateLimiterWait", ex.limiter_wait_s, "Seconds"), ("BytesReceived", ex.bytes, "Bytes")]
         for name, q in (("LatencyP50", 0.5), ("LatencyP95", 0.95)):
-            value = quantile(ex.latency_buckets, q)
+            value = ex.latency_ms(q)
             if value is not None:
-                metrics.append((name, value * 1000, "Milliseconds"))
+                metrics.append((name, value, "Milliseconds"))
         document({"Exchange": ex.exchange}, [(n, float(v), u) for n, v, u in metrics])
     for p in record.products:
         metrics = []

@@ -28,7 +28,7 @@ from schemahub.http.client import LATENCY_BUCKETS
 from schemahub.infra.checkpoints import CheckpointStore
 from schemahub.infra.storage import Storage
 from schemahub.metrics.latency import merge
-from schemahub.metrics.runs import RUNS_PREFIX, RunRecord
+from schemahub.metrics.runs import RUNS_PREFIX, RunRecord, read_record
 
 log = logging.getLogger("schemahub.metrics")
 
@@ -43,15 +43,12 @@ class LakeCollector(Collector):
         self._lock = threading.Lock()
 
     def _refresh(self) -> list[RunRecord]:
-        import orjson
-
         with self._lock:
             for info in self.storage.list(RUNS_PREFIX):
                 if info.key not in self._records:
-                    data = self.storage.read(info.key)
                     try:
-                        self._records[info.key] = RunRecord.model_validate(orjson.loads(data or b""))
-                    except (orjson.JSONDecodeError, ValueError):
+                        self._records[info.key] = read_record(self.storage, info.key)
+                    except ValueError:
                         continue
             return sorted(self._records.values(), key=lambda r: r.started_at)
 

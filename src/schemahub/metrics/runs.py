@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemahub.errors import SchemahubError
 from schemahub.infra import processes
 from schemahub.infra.storage import Storage
+from schemahub.metrics.latency import quantile
 
 if TYPE_CHECKING:
     from schemahub.ingest.report import IngestReport
@@ -65,6 +66,11 @@ class ExchangeRun(_Model):
     latency_buckets: list[int] = Field(default_factory=list)
     breaker_trips: int = 0
     breaker_state: str = "closed"
+
+    def latency_ms(self, q: float) -> float | None:
+        """The ``q`` quantile of answered requests' latency, in milliseconds (None: no answers)."""
+        seconds = quantile(self.latency_buckets, q)
+        return None if seconds is None else seconds * 1000
 
 
 class ProductRun(_Model):
@@ -132,14 +138,18 @@ def save(storage: Storage, record: RunRecord) -> None:
         log.error("could not write the run record %s: %s", record.key, exc)
 
 
+def read_record(storage: Storage, key: str) -> RunRecord:
+    """One run record; ``ValueError`` when it is not one (invalid JSON or fields)."""
+    return RunRecord.model_validate(orjson.loads(storage.read(key) or b""))
+
+
 def load_all(storage: Storage) -> list[RunRecord]:
     """Every run record, oldest first (unreadable ones are skipped with a warning)."""
     records = []
     for info in storage.list(RUNS_PREFIX):
-        data = storage.read(info.key)
         try:
-            records.append(RunRecord.model_validate(orjson.loads(data or b"")))
-        except (orjson.JSONDecodeError, ValueError) as exc:
+            records.append(read_record(storage, info.key))
+        except ValueError as exc:
             log.warning("skipping unreadable run record %s: %s", info.key, exc)
     return sorted(records, key=lambda r: r.started_at)
 

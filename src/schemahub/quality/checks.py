@@ -87,7 +87,7 @@ class Checker:
     def run(self, options: CheckOptions) -> list[CheckResult]:
         # The cursors must describe the very version the engine's queries read: a transform
         # committing meanwhile would otherwise look like missing rows.
-        delta = self.table.load(self.engine.version) if self.engine.version is not None else None
+        delta = self.engine.snapshot
         if delta is None:
             return [CheckResult("table", "fail", f"no table at {self.table.uri}: run `schemahub transform`")]
         products = self._products()

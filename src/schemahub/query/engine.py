@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from schemahub.errors import ConfigError, SchemahubError
 from schemahub.infra.duck import connect
@@ -74,40 +75,43 @@ class QueryEngine:
         self.con = connect(threads, storage)
         try:
             self.con.execute("SET parquet_metadata_cache = true")
-            self.version = self._resolve_version(version, as_of)
+            self.snapshot = self._open_snapshot(version, as_of)
+            """The table version every statement reads (loaded once); None: no table yet."""
             self._create_views()
         except BaseException:
             self.con.close()
             raise
 
-    def _resolve_version(self, version: int | None, as_of: datetime | None) -> int | None:
-        if version is None and as_of is None:
-            return None
+    @property
+    def version(self) -> int | None:
+        return None if self.snapshot is None else self.snapshot.version()
+
+    def _open_snapshot(self, version: int | None, as_of: datetime | None) -> DeltaTable | None:
         delta = self.table.load()
+        if version is None and as_of is None:
+            return delta
         if delta is None:
             raise ConfigError(f"there is no table at {self.table.uri} yet: run `schemahub transform`")
-        if version is not None:
-            if not 0 <= version <= delta.version():
-                raise ConfigError(f"--version {version} does not exist (the table is at {delta.version()})")
-            return version
-        assert as_of is not None
-        cutoff = int(as_of.timestamp() * 1000)
-        eligible = [h["version"] for h in delta.history() if h["timestamp"] <= cutoff]
-        if not eligible:
-            raise ConfigError(f"--as-of {as_of.isoformat()} is before the table existed")
-        return int(max(eligible))
+        if version is None:
+            assert as_of is not None
+            cutoff = int(as_of.timestamp() * 1000)
+            eligible = [h["version"] for h in delta.history() if h["timestamp"] <= cutoff]
+            if not eligible:
+                raise ConfigError(f"--as-of {as_of.isoformat()} is before the table existed")
+            version = int(max(eligible))
+        elif not 0 <= version <= delta.version():
+            raise ConfigError(f"--version {version} does not exist (the table is at {delta.version()})")
+        delta.load_as_version(version)
+        return delta
 
     def _create_views(self) -> None:
         if self.storage is not None:
             from schemahub.metrics import views
 
             views.create(self.con, self.storage)
-        delta = self.table.load(self.version)
-        self._missing = delta is None
-        if delta is None:
+        if self.snapshot is None:
             return  # sql() explains that the table does not exist yet
-        self.version = delta.version()
-        files = self.table.data_files(delta)
+        files = self.table.data_files(self.snapshot)
         self._files = frozenset(files or ())
         if files is None:
             # The URI is quoted and the version is an int: nothing user-typed is spliced in.
@@ -128,7 +132,7 @@ class QueryEngine:
         try:
             return self.con.execute(text, params or {}).to_arrow_table()
         except duckdb.CatalogException as exc:
-            if self._missing and "trades" in str(exc):
+            if self.snapshot is None and "trades" in str(exc):
                 raise ConfigError(f"there is no table at {self.table.uri} yet: run `schemahub transform` "
                                   "first") from None
             raise self._failure(exc) from None
