@@ -11,6 +11,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 .PHONY: demo test lint typecheck gates unit bench image clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "installing SchemaHub and its pinned dependencies into $(VENV) (first run only; a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)

@@ -31,8 +31,8 @@ from pathlib import Path
 import httpx
 
 from schemahub import pipeline
-from schemahub.config import Settings
-from schemahub.transform.runner import TransformOptions
+from schemahub.settings import Settings
+from schemahub.transform.report import TransformOptions
 from synth import raw_lake
 
 ROOT = Path(__file__).resolve().parents[1]

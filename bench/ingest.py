@@ -25,38 +25,28 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from schemahub import pipeline
-from schemahub.config import Settings
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.storage import LocalStorage
-from schemahub.ingest.engine import IngestOptions
-from schemahub.simulator.catalog import DEFAULT_PRODUCTS
+from schemahub.ingest.exchanges import IngestRequest
+from schemahub.ingest.run import IngestOptions
+from schemahub.settings import Settings
+from schemahub.simulator.catalog import default_products
+from schemahub.simulator.catalog import tradable as tradable_specs
 from schemahub.simulator.market import ProductSpec
 from schemahub.sources.base import IdPagedSource
-from schemahub.sources.registry import source_class
+from schemahub.sources.registry import list_exchanges, source_class, spec
 
 SINCE_2020_US = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
 
-@dataclass(frozen=True)
-class Target:
-    ceiling_trades_per_s: float
-    history_scale: float
-    """Long enough for about a minute of ingest at the ceiling."""
-
-
-TARGETS = {"coinbase": Target(10_000, 1.7), "binance": Target(4_000, 2.0), "kraken": Target(1_000, 2.0)}
-
-
 def tradable(exchange: str) -> list[ProductSpec]:
-    return [p for p in DEFAULT_PRODUCTS[exchange]
-            if p.status in ("online", "TRADING") and not p.cancel_only and not p.trading_disabled]
+    return tradable_specs(default_products(exchange))
 
 
 def start_simulator(exchange: str, *args: str) -> tuple[subprocess.Popen[str], str]:
@@ -73,9 +63,9 @@ def start_simulator(exchange: str, *args: str) -> tuple[subprocess.Popen[str], s
 def seed_checkpoints(lake: Path, exchange: str, endpoint: str) -> None:
     store = CheckpointStore(LocalStorage(lake))
     now = datetime.now(UTC)
-    for spec in tradable(exchange):
-        store.commit(Checkpoint(exchange=exchange, symbol=spec.symbol, endpoint=endpoint,
-                                start_after_id=spec.first_id - 1, last_trade_id=spec.first_id - 1,
+    for product in tradable(exchange):
+        store.commit(Checkpoint(exchange=exchange, symbol=product.symbol, endpoint=endpoint,
+                                start_after_id=product.first_id - 1, last_trade_id=product.first_id - 1,
                                 last_trade_time=None, updated_at=now, run_id="bench", lease_token=0), None)
 
 
@@ -86,13 +76,14 @@ def run_ingest(exchange: str, url: str, lake: Path, *, unlimited: bool,
         seed_checkpoints(lake, exchange, cls.endpoints[0])
     settings = Settings.load(str(lake), env={f"SCHEMAHUB_{exchange.upper()}_URL": url})
     options = IngestOptions(since_us=SINCE_2020_US, workers=4, chunk_concurrency=chunks or 5)
+    request = IngestRequest([exchange], [p.symbol for p in tradable(exchange)], lambda _: options,
+                            unlimited=unlimited)
     started = time.perf_counter()
-    report = pipeline.ingest(settings, exchange, [p.symbol for p in tradable(exchange)], options,
-                             unlimited=unlimited)
+    [report] = pipeline.ingest(settings, request)
     elapsed = time.perf_counter() - started
     assert report.ok, report.to_dict()
     trades = sum(p.trades for p in report.products)
-    requests = sum(p.stats.snapshot()["requests"] for p in report.products)
+    requests = sum(p.stats.snapshot().requests for p in report.products)
     return trades, elapsed, {"requests": requests}
 
 
@@ -103,9 +94,9 @@ def sim_stats(url: str) -> dict[str, int]:
 def reference_download(url: str, threads: int, pages_per_product: int) -> tuple[int, float]:
     """Bare httpx threads fetching the same 1000-trade pages: the transport ceiling."""
     jobs = []
-    for spec in tradable("coinbase"):
-        count = min(pages_per_product, spec.history // 1000)
-        jobs += [(spec.symbol, spec.first_id + 1000 * (k + 1)) for k in range(count)]
+    for product in tradable("coinbase"):
+        count = min(pages_per_product, product.history // 1000)
+        jobs += [(product.symbol, product.first_id + 1000 * (k + 1)) for k in range(count)]
     with httpx.Client(base_url=url, limits=httpx.Limits(max_connections=threads)) as client:
         def fetch(job: tuple[str, int]) -> int:
             symbol, cursor = job
@@ -118,8 +109,8 @@ def reference_download(url: str, threads: int, pages_per_product: int) -> tuple[
 
 
 def scenario_a(exchange: str, quick: bool) -> dict[str, float]:
-    target = TARGETS[exchange]
-    scale = target.history_scale / 3 if quick else target.history_scale
+    venue = spec(exchange)
+    scale = venue.bench_history_scale / 3 if quick else venue.bench_history_scale
     proc, url = start_simulator(exchange, "--latency", "0.2", "--history-scale", str(scale))
     try:
         with tempfile.TemporaryDirectory() as lake:
@@ -130,8 +121,8 @@ def scenario_a(exchange: str, quick: bool) -> dict[str, float]:
         proc.wait()
     rate = trades / elapsed
     return {"trades": trades, "seconds": round(elapsed, 2), "trades_per_s": round(rate),
-            "ceiling_trades_per_s": target.ceiling_trades_per_s,
-            "fraction_of_ceiling": round(rate / target.ceiling_trades_per_s, 3), "requests": info["requests"],
+            "ceiling_trades_per_s": venue.ceiling_trades_per_s,
+            "fraction_of_ceiling": round(rate / venue.ceiling_trades_per_s, 3), "requests": info["requests"],
             "429s": stats.get("429", 0), "418s": stats.get("418", 0)}
 
 
@@ -157,11 +148,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller streams (a smoke run, noisier)")
     parser.add_argument("--only", choices=["a", "b"], help="run one scenario")
-    parser.add_argument("--exchange", choices=sorted(TARGETS), action="append",
+    parser.add_argument("--exchange", choices=list_exchanges(), action="append",
                         help="scenario (a) for this exchange only (repeatable)")
     args = parser.parse_args()
     if args.only in (None, "a"):
-        for exchange in args.exchange or sorted(TARGETS):
+        for exchange in args.exchange or list_exchanges():
             print(json.dumps({f"a_rate_limited_{exchange}": scenario_a(exchange, args.quick)}), flush=True)
     if args.only in (None, "b"):
         print(json.dumps({"b_unlimited": scenario_b(2.0 if args.quick else 10.0)}), flush=True)

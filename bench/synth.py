@@ -22,7 +22,7 @@ from schemahub.raw import files
 from schemahub.raw.layout import RawKey
 from schemahub.simulator.coinbase import CoinbaseSim
 from schemahub.simulator.market import Market, ProductSpec
-from schemahub.sources.base import us_to_datetime
+from schemahub.timeutil import from_us
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -50,12 +50,12 @@ def _write_product(lake: str, spec: ProductSpec, start_index: int, count: int, s
             exchange="coinbase", symbol=spec.symbol, native_id=spec.symbol,
             covers_after_id=first.trade_id - 1, covers_through_id=last.trade_id,
             first_trade_id=first.trade_id, last_trade_id=last.trade_id, trade_count=len(trades),
-            first_trade_time=us_to_datetime(first.time_us), last_trade_time=us_to_datetime(last.time_us),
+            first_trade_time=from_us(first.time_us), last_trade_time=from_us(last.time_us),
             missing_ids=[], fetched_at=fetched, requests=[],
             writer=files.WriterMeta(run_id="bench", owner="bench", lease_token=0))
         head = orjson.dumps({files.HEADER_KEY: header.model_dump(mode="json")})
         body = b"\n".join([head, *(api.wire_trade(market, t) for t in trades)]) + b"\n"
-        key = RawKey("coinbase", spec.symbol, us_to_datetime(first.time_us).date(),  # type: ignore[arg-type]
+        key = RawKey("coinbase", spec.symbol, from_us(first.time_us).date(),  # type: ignore[arg-type]
                      first.trade_id, last.trade_id).key
         storage.create(key, gzip.compress(body, compresslevel=files.COMPRESSION_LEVEL, mtime=0))
         written += len(trades)

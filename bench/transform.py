@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemahub import pipeline
-from schemahub.config import Settings
-from schemahub.transform.runner import TransformOptions
+from schemahub.settings import Settings
+from schemahub.transform.report import TransformOptions
 from synth import raw_lake
 
 COLUMNS = ("{'trade_id': 'VARCHAR', 'side': 'VARCHAR', 'size': 'VARCHAR', 'price': 'VARCHAR', "

@@ -9,10 +9,10 @@ SELECT
     max(price)                        AS high,
     min(price)                        AS low,
     arg_max(price, trade_ts)          AS close,
-    sum(quantity)                     AS volume,
-    sum(price * quantity) / sum(quantity) AS vwap,
+    round(sum(quantity), 8)           AS volume,
+    round(sum(price * quantity) / sum(quantity), 6) AS vwap,
     count(*)                          AS trades,
-    sum(CASE WHEN side = 'buy' THEN quantity ELSE 0 END) AS taker_buy_volume
+    round(sum(CASE WHEN side = 'buy' THEN quantity ELSE 0 END), 8) AS taker_buy_volume
 FROM (
     SELECT exchange, epoch_us(trade_ts) // 60000000 AS minute, price, quantity, side, trade_ts
     FROM trades

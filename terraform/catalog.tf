@@ -72,14 +72,14 @@ resource "aws_glue_catalog_table" "raw_trades" {
   description   = "SchemaHub raw layer: every line of every raw file, verbatim (gzip JSONL)"
   table_type    = "EXTERNAL_TABLE"
 
-  # Partition projection: no crawler and no MSCK REPAIR; queries name the symbol.
+  # Partition projection: no crawler and no MSCK REPAIR; queries name the exchange and the symbol
+  # (both injected, so a new venue needs no change here).
   parameters = {
     EXTERNAL                        = "TRUE"
     classification                  = "json"
     compressionType                 = "gzip"
     "projection.enabled"            = "true"
-    "projection.exchange.type"      = "enum"
-    "projection.exchange.values"    = "binance,coinbase,kraken"
+    "projection.exchange.type"      = "injected"
     "projection.symbol.type"        = "injected"
     "projection.date.type"          = "date"
     "projection.date.format"        = "yyyy-MM-dd"

@@ -49,11 +49,11 @@ locals {
       description = "A schemahub ${job} run failed: see the log group /${var.name}/${job} and the runs table."
       namespace   = local.metrics_namespace, metric = "RunFailed", dimensions = { Command = job }
     } },
-    { for exchange in var.exchanges : "${exchange}-banned" => {
-      description = "${exchange} banned this IP (HTTP 418): ingest stopped asking it; it resumes when the ban ends."
-      namespace   = local.metrics_namespace, metric = "Banned", dimensions = { Exchange = exchange }
-    } },
     {
+      exchange-banned = {
+        description = "An exchange banned this IP (HTTP 418): ingest stopped asking it until the ban ends; the run record says which."
+        namespace   = local.metrics_namespace, metric = "BannedMax", dimensions = { Command = "ingest" }
+      }
       unexplained-gaps = {
         description = "check found trade ids missing from the table that the exchange did not skip: run `schemahub check`."
         namespace   = local.metrics_namespace, metric = "UnexplainedGaps", dimensions = { Command = "check" }

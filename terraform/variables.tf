@@ -57,12 +57,12 @@ variable "glue_database" {
 }
 
 variable "exchanges" {
-  description = "Exchanges the scheduled ingest collects."
+  description = "Exchanges the scheduled ingest collects: [\"all\"] (every venue the image knows) or names (`schemahub version` lists them)."
   type        = list(string)
-  default     = ["coinbase", "binance", "kraken"]
+  default     = ["all"]
   validation {
-    condition     = length(var.exchanges) > 0 && alltrue([for e in var.exchanges : contains(["coinbase", "binance", "kraken"], e)])
-    error_message = "exchanges: a non-empty list of coinbase, binance, kraken."
+    condition     = length(var.exchanges) > 0 && alltrue([for e in var.exchanges : can(regex("^[a-z][a-z0-9]{1,31}$", e))])
+    error_message = "exchanges: a non-empty list of exchange names (lower-case letters and digits), or [\"all\"]."
   }
 }
 

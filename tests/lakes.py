@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from schemahub.infra.storage import Storage, open_storage
+from schemahub.infra.storage import LocalStorage, Storage
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,7 +49,13 @@ class LakeRef:
         return self.url
 
     def storage(self) -> Storage:
-        return open_storage(self.url, {**os.environ, **self.env})
+        """The lake's storage, opened without checking or creating anything."""
+        if self.kind == "local":
+            return LocalStorage(self.url)
+        from schemahub.infra.aws import Aws
+        from schemahub.infra.s3 import S3Storage
+
+        return S3Storage(self.url, Aws.from_env({**os.environ, **self.env}))
 
     def child(self, name: str) -> LakeRef:
         """Another lake beside this one (a second lake of the same kind)."""

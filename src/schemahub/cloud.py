@@ -12,13 +12,11 @@ lake with no extra step:
 * ``raw_trades`` - the raw layer, one row per line of every raw file (``line``: the
   exchange's verbatim JSON, or the file's header line), partitioned by exchange, symbol
   and date with *partition projection*: no crawler, no ``MSCK REPAIR``; queries must
-  name the symbol (``projection.symbol.type = injected``).
+  name the exchange and the symbol (both ``injected``: a new venue needs no catalog change).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,14 +26,12 @@ from schemahub.errors import ConfigError
 from schemahub.infra.aws import Aws, error_code, translate
 from schemahub.infra.dynamo_locks import KEY, parse_locks_url
 from schemahub.infra.s3 import parse_s3_url
-from schemahub.sources.registry import list_exchanges
+from schemahub.settings import Settings
 from schemahub.transform.schema import SCHEMA
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-DEFAULT_DATABASE = "schemahub"
-_DATABASE = re.compile(r"[a-z][a-z0-9_]{0,254}")
 _TTL_ATTRIBUTE = "expires_ttl"
 _HIVE_TYPES = {"string": "string", "double": "double", "timestamp[us, tz=UTC]": "timestamp",
                "date32[day]": "date"}
@@ -52,17 +48,12 @@ class CloudTargets:
     database: str
 
     @classmethod
-    def from_env(cls, lake: str, env: Mapping[str, str]) -> CloudTargets:
-        database = env.get("SCHEMAHUB_GLUE_DATABASE") or DEFAULT_DATABASE
-        if not _DATABASE.fullmatch(database):
-            raise ConfigError(f"SCHEMAHUB_GLUE_DATABASE={database!r}: use lower-case letters, digits and _")
-        locks = env.get("SCHEMAHUB_LOCKS") or ""
-        if locks and not locks.startswith("dynamodb://"):
-            raise ConfigError(f"SCHEMAHUB_LOCKS={locks!r}: expected dynamodb://TABLE")
+    def from_settings(cls, settings: Settings) -> CloudTargets:
+        lake, locks = settings.lake, settings.locks.url
         if lake.startswith("s3://"):
             parse_s3_url(lake)
         return cls(lake.rstrip("/") if lake.startswith("s3://") else None,
-                   parse_locks_url(locks) if locks else None, database)
+                   parse_locks_url(locks) if locks else None, settings.glue_database)
 
     @property
     def table_location(self) -> str:
@@ -130,8 +121,7 @@ def trades_table_input(targets: CloudTargets) -> dict[str, Any]:
 def _raw_projection(targets: CloudTargets) -> dict[str, str]:
     return {
         "projection.enabled": "true",
-        "projection.exchange.type": "enum",
-        "projection.exchange.values": ",".join(list_exchanges()),
+        "projection.exchange.type": "injected",
         "projection.symbol.type": "injected",
         "projection.date.type": "date",
         "projection.date.format": "yyyy-MM-dd",

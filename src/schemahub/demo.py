@@ -1,7 +1,7 @@
 """``make demo``: the whole pipeline on embedded defaults, offline, in about a minute.
 
-Starts a simulator for each exchange (Coinbase, Binance, Kraken) in the background, writes
-a seed per exchange, ingests all three into ``./lake`` through the real CLI (each
+Starts a simulator for each registered exchange in the background, writes a seed per
+exchange, ingests all of them into ``./lake`` through the real CLI (each
 rate-limited like the real exchange), transforms them into the one unified Delta table,
 runs example queries - BTC compared across exchanges minute by minute - and the
 data-quality checks, writes the dashboard, and stops the simulators it started. The
@@ -34,15 +34,6 @@ def _fresh_lake(lake: Path) -> None:
     (lake / MARKER).write_text("created by `make demo`; the demo deletes and recreates this lake\n")
 
 
-SIMULATED = {
-    # exchange: (--history-scale, update-seed --filter); histories sized so that each
-    # exchange's ingest takes about half a minute at its own documented rate limit
-    "coinbase": ("2.5", "^(BTC|ETH|SOL)-USD$"),
-    "binance": ("0.5", "^(BTC|ETH)-USDT$"),
-    "kraken": ("0.6", "^(BTC|ETH)-USD$"),
-}
-
-
 def _start_simulator(exchange: str, history_scale: str) -> tuple[subprocess.Popen[str], str]:
     simulator = subprocess.Popen(
         [sys.executable, "-m", "schemahub", "simulate", "--exchange", exchange, "--port", "0",
@@ -61,19 +52,22 @@ def _query(sql: str, env: dict[str, str]) -> list[str]:
 
 
 def main() -> None:
+    from schemahub.sources.registry import list_exchanges, spec
+
     lake = Path(os.environ.get("DEMO_LAKE", "lake")).absolute()
     _fresh_lake(lake)
     env = {**os.environ, "SCHEMAHUB_LAKE": str(lake)}
-    env.pop("SCHEMAHUB_LOG_FORMAT", None)
     simulators = []
     try:
-        for exchange, (scale, _) in SIMULATED.items():
-            simulator, url = _start_simulator(exchange, scale)
+        # Each venue's history is sized (its spec's demo settings) so that its ingest takes
+        # about half a minute at its own documented rate limit.
+        for exchange in list_exchanges():
+            simulator, url = _start_simulator(exchange, str(spec(exchange).demo.history_scale))
             simulators.append(simulator)
             env[f"SCHEMAHUB_{exchange.upper()}_URL"] = url
             print(f"{exchange} simulator (its wire format and public rate limit) at {url}", flush=True)
-        for exchange, (_, pattern) in SIMULATED.items():
-            _cli("update-seed", "--exchange", exchange, "--filter", pattern, env=env)
+        for exchange in list_exchanges():
+            _cli("update-seed", "--exchange", exchange, "--filter", spec(exchange).demo.seed_filter, env=env)
         _cli("ingest", "--exchange", "all", env=env)
     finally:
         for simulator in simulators:

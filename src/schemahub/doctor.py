@@ -9,11 +9,11 @@ accepted) - the first thing to run after a deployment.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from schemahub.config import Settings
-from schemahub.errors import SchemahubError
+from schemahub.errors import ConfigError, SchemahubError
+from schemahub.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -45,31 +45,50 @@ def _connectors() -> str:
     return "; ".join(loaded)
 
 
-def _settings(settings: Settings) -> Callable[[], str]:
+def _settings(problems: list[str], settings: Settings) -> Callable[[], str]:
     def run() -> str:
+        from schemahub.ingest.connect import client_config
         from schemahub.sources.registry import list_exchanges, source_class
 
+        if problems:
+            raise ConfigError("; ".join(problems))
         for name in list_exchanges():
-            cls = source_class(name)
-            settings.exchange_endpoint(cls)
-            settings.client_config(cls)
-        metrics = "cloudwatch EMF" if settings.emit_metrics else "none"
+            client_config(settings, source_class(name))
+        metrics = "cloudwatch EMF" if settings.metrics.cloudwatch else "none"
         return f"lake {settings.lake}; metrics {metrics}"
     return run
 
 
 def _lake(settings: Settings) -> Callable[[], str]:
     def run() -> str:
-        from schemahub.pipeline import open_lake
+        from schemahub.pipeline import open_backends
 
-        lake = open_lake(settings)
-        return f"{settings.lake} answers; leases in {type(lake.locks).__name__}"
+        backends = open_backends(settings, create=False)
+        return f"{settings.lake} answers; leases in {type(backends.locks).__name__}"
     return run
 
 
-def diagnose(settings: Settings, *, offline: bool) -> list[Finding]:
+def lenient_settings(lake: str | None, env: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """The settings, leaving out each variable that does not parse (and saying why), so the
+    other probes can still run."""
+    remaining = dict(env)
+    problems: list[str] = []
+    for _ in range(len(remaining) + 1):
+        try:
+            return Settings.load(lake, remaining), problems
+        except ConfigError as exc:
+            problems.append(str(exc))
+            bad = next((name for name in remaining if name in str(exc)), None)
+            if bad is None:
+                break
+            remaining.pop(bad)
+    return Settings(), problems
+
+
+def diagnose(lake: str | None, env: Mapping[str, str], *, offline: bool) -> list[Finding]:
+    settings, problems = lenient_settings(lake, env)
     probes: list[tuple[str, Callable[[], str]]] = [
-        ("engines", _engines), ("connectors", _connectors), ("settings", _settings(settings))]
+        ("engines", _engines), ("connectors", _connectors), ("settings", _settings(problems, settings))]
     if not offline:
         probes.append(("lake", _lake(settings)))
     findings = []

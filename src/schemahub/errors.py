@@ -10,7 +10,9 @@ at the boundary that sees them, so callers only ever handle ``SchemahubError``.
     ├── ConfigError                     bad flag, setting or identifier (exit 2)
     │   ├── UnknownExchange
     │   ├── InvalidIdentifier
-    │   └── MappingError                a YAML mapping that does not validate (file:line)
+    │   ├── MappingError                a YAML mapping that does not validate (file:line)
+    │   └── LakeAccessError             no lake there, not a directory, no permission
+    ├── QueryError                      SQL that DuckDB refused, or a write in a read-only session (exit 2)
     ├── ExchangeError                   anything the exchange (or the way to it) did
     │   ├── RateLimited          [T]    429; carries retry_after
     │   ├── ExchangeUnavailable  [T]    5xx
@@ -23,10 +25,13 @@ at the boundary that sees them, so callers only ever handle ``SchemahubError``.
     ├── StateError                      lake state that cannot be trusted
     │   ├── CorruptState                unreadable checkpoint, lease, gap log or raw header
     │   └── CommitConflict              compare-and-swap lost against another writer
-    ├── StorageError                    the storage backend failed
+    ├── StorageError                    the storage backend failed (I/O error, disk full)
+    ├── ArchiveError                    a bulk archive that cannot be trusted
+    │   └── ChecksumMismatch            its bytes are not what the venue published
     └── LockError
         ├── LockHeld                    someone else holds the lease (exit 3)
         └── LockLost                    our lease expired or was taken over
+    Interrupted                         SIGINT/SIGTERM: stop what is in flight (exit 130)
 
 ``[T]`` marks ``Transient`` errors: the retry policy retries those and nothing else.
 """
@@ -48,6 +53,10 @@ class ConfigError(SchemahubError):
     """A flag, environment variable or identifier is invalid."""
 
     exit_code = 2
+
+
+class LakeAccessError(ConfigError):
+    """The lake location cannot be used: nothing there, not a directory, or no permission."""
 
 
 class UnknownExchange(ConfigError):
@@ -130,6 +139,12 @@ class CircuitOpen(ExchangeError):
         self.retry_in = retry_in
 
 
+class QueryError(SchemahubError):
+    """The SQL failed (syntax, unknown column, a write in a read-only session); DuckDB says why."""
+
+    exit_code = 2
+
+
 class StateError(SchemahubError):
     """Base for lake state problems."""
 
@@ -150,6 +165,23 @@ class StorageError(SchemahubError):
     """The storage backend failed (I/O error, permission, missing bucket)."""
 
 
+class ArchiveError(SchemahubError):
+    """A bulk archive file that cannot be stored or used (its contents break a promise)."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ChecksumMismatch(Transient, ArchiveError):
+    """The downloaded bytes do not hash to the digest the venue published (retried)."""
+
+    def __init__(self, message: str, *, url: str, expected: str, actual: str) -> None:
+        super().__init__(message, url=url)
+        self.expected = expected
+        self.actual = actual
+
+
 class LockError(SchemahubError):
     """Base for lease problems."""
 
@@ -167,6 +199,12 @@ class LockHeld(LockError):
 
 class LockLost(LockError):
     """Our lease expired or was taken over; we must stop writing under it."""
+
+
+class Interrupted(SchemahubError):
+    """The run was asked to stop (SIGINT/SIGTERM); what was committed is kept."""
+
+    exit_code = 130
 
 
 def is_transient(exc: BaseException) -> bool:

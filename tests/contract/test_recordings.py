@@ -23,15 +23,17 @@ from typing import Any
 import httpx
 import pytest
 
-from schemahub.config import Settings
 from schemahub.http.client import ExchangeClient
 from schemahub.infra.storage import LocalStorage
+from schemahub.ingest.connect import client_config
 from schemahub.raw import files
 from schemahub.raw.layout import RawKey
-from schemahub.sources.base import Product, RawTrade, TradeSource, us_to_datetime
+from schemahub.settings import Settings
+from schemahub.sources.base import Product, RawTrade, TradeSource
 from schemahub.sources.binance import Binance
 from schemahub.sources.coinbase import Coinbase
 from schemahub.sources.kraken import Kraken
+from schemahub.timeutil import from_us
 from schemahub.transform import engine
 from schemahub.transform.mapping import packaged
 from schemahub.transform.reader import RawFile, RawReader
@@ -45,7 +47,7 @@ def _source(cls: type[TradeSource], body: Any, endpoint: str | None = None) -> T
         return httpx.Response(200, json=body)
 
     env = {"SCHEMAHUB_RETRY_MAX_ATTEMPTS": "1"}
-    config = Settings.load("lake", env=env).client_config(cls, unlimited=True)
+    config = client_config(Settings.load("lake", env=env), cls, unlimited=True)
     return cls(ExchangeClient(cls.name, config, transport=httpx.MockTransport(handler)), endpoint)
 
 
@@ -57,9 +59,9 @@ def _unify(tmp_path: Path, source: TradeSource, product: Product, trades: list[R
         exchange=source.name, symbol=product.symbol, native_id=product.native_id, endpoint=source.endpoint,
         time_unit=time_unit, covers_after_id=trades[0].trade_id - 1, covers_through_id=trades[-1].trade_id,
         first_trade_id=trades[0].trade_id, last_trade_id=trades[-1].trade_id, trade_count=len(trades),
-        first_trade_time=us_to_datetime(first_us), last_trade_time=us_to_datetime(last_us), missing_ids=[],
+        first_trade_time=from_us(first_us), last_trade_time=from_us(last_us), missing_ids=[],
         fetched_at=FETCHED, requests=[], writer=files.WriterMeta(run_id="t", owner="t", lease_token=1))
-    key = RawKey(source.name, product.symbol, us_to_datetime(first_us).date(), trades[0].trade_id,
+    key = RawKey(source.name, product.symbol, from_us(first_us).date(), trades[0].trade_id,
                  trades[-1].trade_id).key
     storage = LocalStorage(tmp_path)
     storage.create(key, files.encode(header, trades))
@@ -138,7 +140,7 @@ def _binance_oracle(records: list[dict[str, Any]], id_key: str, time_key: str, s
     # Binance: "isBuyerMaker"/"m" true means the buyer was the maker, so the taker SOLD; times in ms.
     return [_row("binance", "BTC-USDT", str(r[id_key]), kind, "sell" if r[side_key] else "buy",
                  float(r[price_key]), float(r[qty_key]),
-                 us_to_datetime(r[time_key] * 1000).replace(tzinfo=None).isoformat()) for r in records]
+                 from_us(r[time_key] * 1000).replace(tzinfo=None).isoformat()) for r in records]
 
 
 @pytest.mark.parametrize("name", ["historicalTrades_BTCUSDT-inferred_10items_2021-10-22_nautilus.json",
@@ -237,7 +239,7 @@ def test_kraken_trade_recording(tmp_path: Path) -> None:
     ]
     rows_raw = body["result"]["XBTUSDT"]
     oracle = [_row("kraken", "BTC-USDT", str(r[6]), "trade", {"b": "buy", "s": "sell"}[r[3]], float(r[0]),
-                   float(r[1]), us_to_datetime(int(Decimal(str(r[2])) * 1_000_000)).replace(tzinfo=None)
+                   float(r[1]), from_us(int(Decimal(str(r[2])) * 1_000_000)).replace(tzinfo=None)
                    .isoformat()) for r in rows_raw]
     _check(rows, golden, oracle)
     assert [int(r["trade_id"]) for r in rows] == list(range(10218208, 10219208))  # dense, no gap

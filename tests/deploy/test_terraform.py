@@ -86,7 +86,7 @@ def test_variables_are_described_typed_and_validated(config: Config) -> None:
 
 @pytest.mark.parametrize(("name", "bad"), [
     ("lake_bucket", "My_Bucket"), ("lake_bucket", "a..b"), ("lake_prefix", "a/b"),
-    ("exchanges", ["ftx"]), ("exchanges", []), ("products", ["btcusd"]), ("ingest_since", "yesterday"),
+    ("exchanges", ["FTX!"]), ("exchanges", []), ("products", ["btcusd"]), ("ingest_since", "yesterday"),
     ("pipeline_schedule", "every 6 hours"), ("freshness_hours", 0), ("freshness_hours", 2.5),
     ("log_retention_days", 10), ("raw_infrequent_access_days", 7), ("subnet_ids", ["sn-1"]),
     ("task_sizes", {"ingest": {"cpu": 300, "memory": 1024}}), ("alarm_email", "ops"),

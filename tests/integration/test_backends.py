@@ -6,18 +6,19 @@ puts (If-Match / If-None-Match) and DynamoDB condition expressions are the real 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from schemahub.errors import CommitConflict, InvalidIdentifier, LockHeld, LockLost
+from schemahub.infra import processes
 from schemahub.infra.aws import Aws
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.dynamo_locks import DynamoLocks
@@ -210,10 +211,11 @@ def test_racing_acquirers_get_one_lease(locks: LockFactory) -> None:
 
 
 def test_a_dead_owner_on_this_host_is_taken_over_at_once(locks: LockFactory) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
     backend = locks(None)
-    backend.acquire("run/x", f"{socket.gethostname()}:{dead}:zz", ttl=300)
+    owner = replace(processes.me(), pid=dead, start_ticks=1)  # this host, boot and PID namespace
+    backend.acquire("run/x", f"{owner}:zz", ttl=300)
     lease = backend.acquire("run/x", "me:1:a", ttl=300)
     assert lease.token == 2
 

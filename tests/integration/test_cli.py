@@ -45,7 +45,7 @@ def test_unknown_but_well_formed_product(tmp_path: Path, sim: Simulator) -> None
     assert "coinbase has no product 'BTC-USF' (did you mean BTC-USD" in result.stderr
 
 
-def test_unreachable_exchange_fails_fast_and_writes_nothing(tmp_path: Path) -> None:
+def test_unreachable_exchange_fails_fast_and_writes_only_its_run_record(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     started = time.monotonic()
     result = run_cli("ingest", "--products", "BTC-USD", "--lake", str(lake),
@@ -53,8 +53,14 @@ def test_unreachable_exchange_fails_fast_and_writes_nothing(tmp_path: Path) -> N
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: coinbase: cannot reach http://127.0.0.1:9 (ConnectError:"), last
+    assert "gave up after" in last  # the retries ran out, and it says so
     assert time.monotonic() - started < 20
-    assert _nothing_written(lake)
+    written = [p.relative_to(lake).parts[0] for p in lake.rglob("*") if p.is_file()]
+    assert written == ["runs"]  # no data, no state: only the record of the failed run
+    [record] = [orjson.loads(p.read_bytes()) for p in (lake / "runs").rglob("*.json")]
+    assert record["status"] == "failed"
+    assert [(p["symbol"], p["status"]) for p in record["products"]] == [("BTC-USD", "failed")]
+    assert "cannot reach" in record["products"][0]["error"]
 
 
 def test_corrupt_checkpoint_names_the_file_and_the_recovery(tmp_path: Path, sim: Simulator) -> None:
@@ -118,9 +124,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, sim: Simulat
     by_symbol = {p["symbol"]: p for p in plan["products"]}
     btc = by_symbol["BTC-USD"]
     assert btc["status"] == "planned"
-    assert btc["planned_requests"] == -(-(btc["head_id"] - btc["watermark_before"]) // 1000)
-    assert plan["estimated_seconds"] == pytest.approx(
-        sum(p["planned_requests"] for p in plan["products"]) / 1000.0)
+    # the requests planning made (head, cold-start search) are made again by the run, then one a chunk
+    chunks = -(-(btc["head_id"] - btc["watermark_before"]) // 1000)
+    assert btc["planned_requests"] == btc["stats"]["requests"] + chunks
+    total = sum(p["planned_requests"] for p in plan["products"])
+    assert plan["estimated_seconds"] == pytest.approx((total - 10) / 1000.0)  # a burst of 10 at once
     assert _nothing_written(lake)
 
 
@@ -161,14 +169,18 @@ def test_every_command_has_help() -> None:
     from schemahub.cli.app import app
 
     group = get_command(app)
-    names = ["ingest", "update-seed", "simulate", "locks", "checkpoints", "version", "transform",
-             "compact", "query", "check", "init-cloud", "athena-ddl", "dashboard", "serve",
-             "doctor"]
+    names = ["update-seed", "ingest", "repair", "transform", "compact", "check", "query", "quarantine",
+             "checkpoints", "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor", "simulate",
+             "version"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     for name in names:
         result = run_cli(name, "--help", env=cli_env(None))
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
+    # `schemahub --help` lists them in the order data flows through them, then the tools
+    overview = run_cli("--help", env=cli_env(None)).stdout
+    listed = [line.split()[0] for line in overview.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed == names
 
 
 def test_doctor_checks_the_installation_and_the_lake(lake: LakeRef) -> None:
@@ -178,6 +190,10 @@ def test_doctor_checks_the_installation_and_the_lake(lake: LakeRef) -> None:
     assert [line.split()[:2] for line in lines] == [["ok", "engines"], ["ok", "connectors"],
                                                     ["ok", "settings"]]
     assert "binance (historicalTrades, aggTrades); coinbase (trades); kraken (trades)" in lines[1]
+    if lake.kind == "local":
+        missing = run_cli("doctor", "--lake", lake.url, env=cli_env(None, lake))
+        assert missing.returncode == 1 and f"no lake at {lake.url}" in missing.stdout  # and none made
+        Path(lake.url).mkdir()
     full = run_cli("doctor", "--lake", lake.url, env=cli_env(None, lake))
     assert full.returncode == 0, full.stdout + full.stderr
     assert full.stdout.splitlines()[-1].split()[:2] == ["ok", "lake"]

@@ -146,8 +146,7 @@ def test_init_cloud_creates_the_lock_table_and_registers_glue_tables(moto_url: s
         "trade_date"]
     raw = glue.get_table(DatabaseName=database, Name="raw_trades")["Table"]
     params = raw["Parameters"]
-    assert params["projection.enabled"] == "true" and params["projection.exchange.values"] == \
-        "binance,coinbase,kraken"
+    assert params["projection.enabled"] == "true" and params["projection.exchange.type"] == "injected"
     template = params["storage.location.template"]
     assert template == f"s3://{bucket}/prod/raw/exchange=${{exchange}}/symbol=${{symbol}}/date=${{date}}/"
     assert [k["Name"] for k in raw["PartitionKeys"]] == ["exchange", "symbol", "date"]

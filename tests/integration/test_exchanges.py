@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from schemahub.errors import ConfigError
+from schemahub.ingest.report import Status
 from schemahub.simulator.binance import BinanceSim
+from schemahub.simulator.market import ProductSpec
 from schemahub.simulator.server import Simulator
-from schemahub.sources.base import us_to_datetime
+from schemahub.timeutil import from_us
 from tests.conftest import SimFactory
 from tests.helpers import (
     EPOCH_2020_US,
@@ -70,7 +71,7 @@ def test_binance_aggregate_trades_are_flagged_and_exact(tmp_path: Path, make_sim
         assert all(h.endpoint == "aggTrades" for _, h, _ in raw_files(tmp_path, symbol, "binance"))
         fetched = _fetched(tmp_path, symbol, "binance")
         for a in truth:
-            moment = us_to_datetime(a["T"])
+            moment = from_us(a["T"])
             want.append({
                 "exchange": "binance", "symbol": symbol, "trade_id": str(a["a"]), "id_kind": "aggregate",
                 "side": "sell" if a["m"] else "buy",  # m: the buyer made -> the taker sold
@@ -86,15 +87,18 @@ def test_switching_endpoints_is_refused_before_anything_is_written(tmp_path: Pat
     assert ingest(tmp_path, sim, ["ETH-BTC"]).ok  # historicalTrades: trade ids
     before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()
                     and "locks" not in p.parts)
-    with pytest.raises(ConfigError, match="ETH-BTC was ingested from historicalTrades, not aggTrades"):
-        ingest(tmp_path, sim, ["ETH-BTC"], SCHEMAHUB_BINANCE_ENDPOINT="aggTrades")
+    refused = ingest(tmp_path, sim, ["ETH-BTC"], SCHEMAHUB_BINANCE_ENDPOINT="aggTrades")
+    [product] = refused.products
+    assert product.status is Status.FAILED and product.config_error and refused.exit_code == 2
+    assert product.error is not None
+    assert "ETH-BTC was ingested from historicalTrades, not aggTrades" in product.error
     result = run_cli("ingest", "--exchange", "binance", "--products", "ETH-BTC", "--lake", str(tmp_path),
                      env=cli_env(sim, SCHEMAHUB_BINANCE_ENDPOINT="aggTrades"))
     assert result.returncode == 2
     assert "SCHEMAHUB_BINANCE_ENDPOINT=historicalTrades" in result.stderr
     after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()
-                   and "locks" not in p.parts)
-    assert after == before
+                   and "locks" not in p.parts and "runs" not in p.parts)  # only run records were added
+    assert after == [entry for entry in before if "runs" not in entry[0].parts]
 
 
 def _kraken_rows(lake: Path, sim: Simulator, symbol: str) -> list[dict[str, Any]]:
@@ -104,7 +108,7 @@ def _kraken_rows(lake: Path, sim: Simulator, symbol: str) -> list[dict[str, Any]
     trades = market.trades(0, market.visible(sim.now_us()))
     assert len(rows) == len(trades), f"{len(rows)} rows, ground truth has {len(trades)}"
     for row, trade in zip(rows, trades, strict=True):
-        moment = us_to_datetime(trade.time_us)
+        moment = from_us(trade.time_us)
         assert {k: v for k, v in row.items() if k not in ("trade_id", "ingest_ts")} == {
             "exchange": "kraken", "symbol": symbol, "id_kind": "derived", "side": trade.taker_side,
             "price": float(trade.price), "quantity": float(trade.size), "trade_ts": moment,
@@ -146,6 +150,43 @@ def test_kraken_rows_without_ids_get_deterministic_flagged_ids(tmp_path: Path, m
     # derived ids are positions: no gap count, but every row still equals its raw trade
     assert "derived ids" in checks["gaps"]["details"][0]["skipped"]
     assert checks["deep-reconciliation"]["details"][0]["raw_rows"] == len(grown)
+
+
+def test_kraken_pages_whose_ids_start_mid_page_lose_no_trade(tmp_path: Path, make_sim: SimFactory) -> None:
+    """Old rows come without ids (derived ids ~1e18), newer with real ones (~1e7): a page
+    where ids start mid-page, and every page after it, must be ingested in full (ids of the
+    two kinds are never compared), and a re-run adds nothing."""
+    spec = ProductSpec("BTC-USD", 63_990.0, price_decimals=1, mean_size=0.02, trades_per_s=2.0, history=2_600,
+                       first_id=80_000_001, native_id="XXBTZUSD", base_code="XBT", quote_code="USD",
+                       gap_rate=0.0, legacy_below_id=80_001_500)
+    sim = make_sim(exchange="kraken", products=[spec])
+    truth = sim.ground_truth("BTC-USD")
+    legacy = sum(1 for row in truth if len(row) == 6)
+    assert 0 < legacy < len(truth) and legacy % 1000 != 0  # the switch falls inside a page
+    report = ingest(tmp_path, sim, ["BTC-USD"])
+    assert report.ok, report.to_dict()
+    assert report.products[0].trades == len(truth)
+    records = [r for _, _, rs in raw_files(tmp_path, "BTC-USD", "kraken") for r in rs]
+    assert sorted((r["trade"] for r in records), key=lambda row: (row[2], row[6] if len(row) > 6 else 0)) \
+        == truth
+    assert [r["id_kind"] for r in records].count("derived") == legacy
+    cp = checkpoint(tmp_path, "BTC-USD", "kraken")
+    assert cp.last_trade_id == 80_000_000 + len(truth) and cp.derived_through_id is not None
+    transform(tmp_path)
+    rows = [r for r in table_rows(tmp_path, exchange="kraken")]
+    assert len(rows) == len(truth)
+    assert {r["id_kind"] for r in rows} == {"derived", "trade"}
+    real = sorted(int(r["trade_id"]) for r in rows if r["id_kind"] == "trade")
+    assert real == list(range(80_001_500, 80_000_001 + len(truth)))
+
+    again = ingest(tmp_path, sim, ["BTC-USD"])  # nothing new: no trade is fetched twice
+    assert again.ok and again.products[0].trades == 0
+    sim.clock.advance(600)  # type: ignore[attr-defined]
+    assert ingest(tmp_path, sim, ["BTC-USD"]).ok
+    transform(tmp_path)
+    grown = table_rows(tmp_path, exchange="kraken")
+    assert len(grown) == len(sim.ground_truth("BTC-USD"))
+    assert len({r["trade_id"] for r in grown}) == len(grown)
 
 
 def test_all_exchanges_into_one_table_from_the_command_line(tmp_path: Path, make_sim: SimFactory) -> None:

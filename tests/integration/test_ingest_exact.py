@@ -7,10 +7,11 @@ import time
 from dataclasses import replace
 
 from schemahub import pipeline
-from schemahub.ingest.engine import IngestOptions
+from schemahub.ingest.exchanges import IngestRequest
 from schemahub.ingest.report import Status
+from schemahub.ingest.run import IngestOptions
 from schemahub.simulator.server import ManualClock, Simulator
-from schemahub.sources.base import iso_to_us
+from schemahub.timeutil import iso_to_us
 from tests.conftest import SimFactory
 from tests.helpers import (
     EPOCH_2020_US,
@@ -80,7 +81,7 @@ def test_incremental_run_fetches_only_new_trades(lake: LakeRef, sim: Simulator) 
         skipped_ids(sim, "BTC-USD", before, after.last_trade_id))
     # Requests: the product list, the head, then one page per chunk of new ids - no re-reads.
     chunks = -(-(after.last_trade_id - before) // 1000)
-    assert second.products[0].stats.snapshot()["requests"] == 1 + chunks
+    assert second.products[0].stats.snapshot().requests == 1 + chunks
     assert first.products[0].cold_start and not second.products[0].cold_start
     assert_lake_matches_truth(lake, sim, "BTC-USD")
 
@@ -110,7 +111,8 @@ def test_default_cold_start_is_the_last_24_hours(lake: LakeRef, make_sim: SimFac
     # The market's clock starts at the real "now", which the 24-hour guard is measured from.
     spec = replace(TEST_PRODUCTS[0], trades_per_s=0.3, history=40_000, gap_rate=0.0)
     sim2 = make_sim(products=[spec], start=time.time())
-    pipeline.ingest(settings(lake, sim2), "coinbase", ["BTC-USD"], IngestOptions(), rate=1000, burst=50)
+    request = IngestRequest(["coinbase"], ["BTC-USD"], lambda _: IngestOptions(), rate=1000, burst=50)
+    pipeline.ingest(settings(lake, sim2), request)
     cp = checkpoint(lake, "BTC-USD")
     truth = sim2.ground_truth("BTC-USD")
     horizon = sim2.now_us() - 24 * 3600 * 1_000_000

@@ -15,8 +15,8 @@ import pytest
 from deltalake import write_deltalake
 
 from schemahub import pipeline
-from schemahub.config import Settings
 from schemahub.infra.s3 import parse_s3_url
+from schemahub.settings import Settings
 from schemahub.simulator.server import Faults, ManualClock, Simulator
 from schemahub.table.delta import TradesTable
 from tests.helpers import (
@@ -132,7 +132,7 @@ def test_the_view_reads_exactly_the_snapshots_files(built: tuple[LakeRef, Simula
         engine.close()
     assert "read_parquet" in view and "delta_scan" not in view
     storage = lake.storage()
-    table = TradesTable(storage.url_for("table/trades"), storage.table_options() or None)
+    table = TradesTable.of(storage)
     for version in (None, 1):
         delta = table.load(version)
         assert delta is not None
@@ -181,8 +181,11 @@ def test_query_errors_are_clear(built: tuple[LakeRef, Simulator], tmp_path: Path
     lake, _ = built
     bad = run_cli("query", "SELEC nonsense", "--lake", lake.url, env=cli_env(None, lake))
     assert bad.returncode == 2 and bad.stderr.startswith("error: query failed: Parser Error")
-    none = str(tmp_path / "none")
-    empty = run_cli("query", "SELECT count(*) FROM trades", "--lake", none, env=cli_env(None))
+    none = tmp_path / "none"
+    missing = run_cli("query", "SELECT count(*) FROM trades", "--lake", str(none), env=cli_env(None))
+    assert missing.returncode == 2 and f"no lake at {none}" in missing.stderr and not none.exists()
+    none.mkdir()  # a lake with nothing in it yet
+    empty = run_cli("query", "SELECT count(*) FROM trades", "--lake", str(none), env=cli_env(None))
     assert empty.returncode == 2 and "run `schemahub transform` first" in empty.stderr
     future = run_cli("query", "SELECT 1", "--version", "999", "--lake", lake.url, env=cli_env(None, lake))
     assert future.returncode == 2 and "--version 999 does not exist" in future.stderr
@@ -223,7 +226,7 @@ def test_check_passes_on_a_healthy_lake(built: tuple[LakeRef, Simulator]) -> Non
     result = run_cli("check", "--json", "--freshness", "3650d", "--lake", lake.url, env=cli_env(None, lake))
     assert result.returncode == 0, result.stdout
     statuses = {c["name"]: c["status"] for c in orjson.loads(result.stdout)}
-    assert statuses == {"duplicates": "ok", "gaps": "ok", "freshness": "ok", "values": "ok",
+    assert statuses == {"duplicates": "ok", "gaps": "ok", "freshness": "ok", "values": "ok", "state": "ok",
                         "future": "ok", "quarantine": "ok"}
 
 

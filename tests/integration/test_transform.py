@@ -77,7 +77,8 @@ def test_rebuild_reproduces_the_table_and_keeps_history(lake: LakeRef, sim: Simu
 def test_overlapping_raw_files_are_deduplicated(lake: LakeRef, sim: Simulator) -> None:
     from schemahub.raw import files
     from schemahub.raw.layout import RawKey
-    from schemahub.sources.base import RawTrade, iso_to_us, us_to_datetime
+    from schemahub.sources.base import RawTrade
+    from schemahub.timeutil import from_us, iso_to_us
     from tests.helpers import raw_files
 
     ingest(lake, sim, ["BTC-USD"])
@@ -92,8 +93,8 @@ def test_overlapping_raw_files_are_deduplicated(lake: LakeRef, sim: Simulator) -
         "covers_after_id": start + 498, "covers_through_id": start + 1498,
         "first_trade_id": int(chosen[0]["trade_id"]), "last_trade_id": int(chosen[-1]["trade_id"]),
         "trade_count": len(chosen), "missing_ids": [],
-        "first_trade_time": us_to_datetime(iso_to_us(chosen[0]["time"])),
-        "last_trade_time": us_to_datetime(iso_to_us(chosen[-1]["time"]))})
+        "first_trade_time": from_us(iso_to_us(chosen[0]["time"])),
+        "last_trade_time": from_us(iso_to_us(chosen[-1]["time"]))})
     key = RawKey("coinbase", header.symbol, header.first_trade_time.date(),  # type: ignore[arg-type]
                  header.first_trade_id, header.last_trade_id)
     trades = [RawTrade(int(r["trade_id"]), r) for r in chosen]

@@ -11,7 +11,9 @@ import pytest
 
 from schemahub.infra.storage import Storage
 from schemahub.simulator.server import Simulator
+from tests.conftest import SimFactory
 from tests.helpers import (
+    TRADED,
     assert_table_matches_truth,
     cli_args,
     cli_env,
@@ -105,7 +107,11 @@ def test_corrupt_raw_files_are_quarantined_and_the_rest_transformed(lake: LakeRe
     assert checked.returncode == 1
     by_name = {c["name"]: c for c in orjson.loads(checked.stdout)}
     assert by_name["quarantine"]["status"] == "fail"
-    assert by_name["gaps"]["status"] == "ok"  # the missing ids are explained by the quarantine
+    # the trades of quarantined files are missing: the gaps check says so, and why
+    gaps = by_name["gaps"]
+    assert gaps["status"] == "fail" and "in quarantined files" in gaps["summary"]
+    btc = next(d for d in gaps["details"] if d["symbol"] == "BTC-USD")
+    assert btc["quarantined_ids"] == btc["missing_ids"] > 0 and btc["unexplained_ids"] == 0
     assert by_name["duplicates"]["status"] == "ok"
 
     for key, data in originals.items():  # repair: restore the files
@@ -115,3 +121,44 @@ def test_corrupt_raw_files_are_quarantined_and_the_rest_transformed(lake: LakeRe
     assert_table_matches_truth(lake, sim, PRODUCTS)
     healthy = run_cli("check", "--freshness", "3650d", "--lake", lake.url, env=cli_env(None, lake))
     assert healthy.returncode == 0, healthy.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exchange", ["coinbase", "kraken"])
+def test_released_quarantined_files_are_fetched_again_and_check_ends_green(
+        lake: LakeRef, make_sim: SimFactory, exchange: str) -> None:
+    """The way back from quarantine: list, release, repair, transform - and `check` is green."""
+    sim = make_sim(exchange=exchange)
+    products = TRADED[exchange]
+    ingest(lake, sim, products)
+    storage = lake.storage()
+    symbol = products[0]
+    keys = sorted(key for key, _, _ in raw_files(lake, symbol, exchange))
+    truncated, malformed = keys[1], keys[2]
+    storage.write(truncated, (storage.read(truncated) or b"")[:300])
+    _rewrite(storage, malformed, lambda lines: [*lines[:5], b'{"not json', *lines[6:]])
+    env = cli_env(None, lake)
+    assert run_cli("transform", "--lake", lake.url, env=env).returncode == 4
+
+    listed = run_cli("quarantine", "list", "--json", "--lake", lake.url, env=env)
+    assert sorted(q["key"] for q in orjson.loads(listed.stdout)) == [truncated, malformed]
+    released = run_cli("quarantine", "release", "--all", "--lake", lake.url, env=env)
+    assert released.returncode == 0, released.stderr
+    assert released.stdout.count("will be fetched again") == 2
+    assert storage.read(truncated) is None and storage.read(malformed) is None  # set aside, not in raw
+    waiting = run_cli("check", "--json", "--freshness", "3650d", "--lake", lake.url, env=env)
+    assert waiting.returncode == 1
+    gaps = next(c for c in orjson.loads(waiting.stdout) if c["name"] == "gaps")
+    assert "awaiting repair" in gaps["summary"]
+
+    plan = run_cli("repair", "--dry-run", "--exchange", exchange, "--json", "--lake", lake.url,
+                   env=cli_env(sim, lake))
+    assert [p["symbol"] for p in orjson.loads(plan.stdout)["pending"]] == [symbol]
+    repaired = run_cli("repair", "--lake", lake.url, env=cli_env(sim, lake))
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert run_cli("transform", "--lake", lake.url, env=env).returncode == 0
+    assert_table_matches_truth(lake, sim, products)
+    healthy = run_cli("check", "--freshness", "3650d", "--lake", lake.url, env=env)
+    assert healthy.returncode == 0, healthy.stdout
+    again = run_cli("repair", "--lake", lake.url, env=cli_env(sim, lake))  # idempotent: nothing left
+    assert again.returncode == 0 and "nothing to repair" in again.stdout

@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from schemahub.config import Settings
 from schemahub.errors import MalformedResponse
 from schemahub.http.client import ExchangeClient
+from schemahub.ingest.connect import client_config
+from schemahub.settings import Settings
 from schemahub.simulator.server import Simulator
-from schemahub.sources.base import Product, iso_to_us
+from schemahub.sources.base import Product
 from schemahub.sources.coinbase import Coinbase
+from schemahub.timeutil import iso_to_us
 from tests.helpers import assert_shaped_like, json_type
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "coinbase"
@@ -25,7 +27,7 @@ BTC_USDT = Product("BTC-USDT", "BTC-USDT", "online", True)  # type: ignore[arg-t
 
 def _source(handler: Any, cls: type[Coinbase] = Coinbase) -> Coinbase:
     env = {"SCHEMAHUB_RETRY_BASE": "0", "SCHEMAHUB_RETRY_MAX_ATTEMPTS": "2"}
-    config = Settings.load("lake", env=env).client_config(Coinbase, rate=1000, burst=100)
+    config = client_config(Settings.load("lake", env=env), Coinbase, rate=1000, burst=100)
     return cls(ExchangeClient("coinbase", config, transport=httpx.MockTransport(handler)))
 
 

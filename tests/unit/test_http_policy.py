@@ -253,16 +253,19 @@ def test_a_pause_cancels_reservations_made_before_it() -> None:
     assert waited >= 5.0  # we queued again behind the pause instead of firing into it
 
 
-@pytest.mark.parametrize(("rate", "expected"), [(None, 0.95 * 1200 / 60), (500.0, 500.0)])
+@pytest.mark.parametrize(("rate", "expected"), [(None, 0.95 * 1200 / 60), (20.0, 20.0 * 25)])
 def test_an_announced_weight_budget_replaces_the_default_rate_but_not_an_explicit_one(
         rate: float | None, expected: float) -> None:
-    from schemahub.config import Settings
+    """``rate`` counts trade pages on every venue: on Binance, 20 historicalTrades pages/s is 500
+    weight/s, and a budget the exchange announces later does not override it."""
     from schemahub.http.client import ExchangeClient
+    from schemahub.ingest.connect import client_config
+    from schemahub.settings import Settings
     from schemahub.sources.binance import Binance
 
-    config = Settings.load("lake", env={}).client_config(Binance, rate=rate)
+    config = client_config(Settings.load("lake", env={}), Binance, rate=rate)
     with ExchangeClient("binance", config) as client:
-        assert client.bucket.rate == (rate or 0.95 * 6000 / 60)
+        assert client.bucket.rate == (rate * 25 if rate else 0.95 * 6000 / 60)
         client.set_weight_budget(1200)  # what exchangeInfo.rateLimits announced (2021: 1200/min)
         assert client.bucket.rate == pytest.approx(expected)
         assert client.weight_per_minute == 1200  # the used-weight watch uses it either way

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from schemahub.errors import CorruptState, InvalidIdentifier, StorageError
+from schemahub.errors import CorruptState, InvalidIdentifier, LockHeld, StorageError
 from schemahub.identifiers import exchange_name, symbol
+from schemahub.infra import processes
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore
-from schemahub.infra.locks import LocalLocks
+from schemahub.infra.locks import LocalLocks, new_owner_id
 from schemahub.infra.storage import LocalStorage, check_key
 from schemahub.raw import files
 from schemahub.raw.layout import RawKey, parse_key, product_prefix
@@ -52,19 +54,47 @@ def test_keys_cannot_escape_the_lake(key: str) -> None:
         check_key(key)
 
 
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
 def test_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     storage.write("a.json", b"x")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    import socket
-
-    orphan = tmp_path / ".tmp" / f"{socket.gethostname()}~{dead.stdout.strip()}~abc.tmp"
-    mine = tmp_path / ".tmp" / f"{socket.gethostname()}~{os.getpid()}~def.tmp"
-    orphan.write_bytes(b"half")
-    mine.write_bytes(b"in flight")
+    me = processes.me()
+    dead = replace(me, pid=_dead_pid(), start_ticks=1)
+    elsewhere = replace(dead, pid_ns="4026531999")  # another PID namespace: we cannot see its pids
+    orphan = tmp_path / ".tmp" / f"{dead}~abc.tmp"
+    foreign = tmp_path / ".tmp" / f"{elsewhere}~xyz.tmp"
+    mine = tmp_path / ".tmp" / f"{me}~def.tmp"
+    for path in (orphan, foreign, mine):
+        path.write_bytes(b"half")
     assert storage.remove_orphaned_temp_files() == 1
-    assert not orphan.exists() and mine.exists()
+    assert not orphan.exists() and foreign.exists() and mine.exists()
+
+
+def test_a_lease_is_taken_over_only_from_a_provably_dead_owner(tmp_path: Path) -> None:
+    """Containers sharing a hostname but not a PID namespace (host networking) see each
+    other's pids as absent: only an owner in our own namespace and boot can be proven dead,
+    and a pid that was reused by a newer process does not keep a dead owner alive."""
+    locks = LocalLocks(tmp_path)
+    me = processes.me()
+    dead_here = replace(me, pid=_dead_pid(), start_ticks=1)
+    live_elsewhere = replace(dead_here, pid_ns="4026531999")
+    other_boot = replace(dead_here, boot_id="0123456789abcdef")
+    reused = replace(me, pid=os.getppid(), start_ticks=1)  # a live pid that started at another time
+    alive = processes.Identity(me.host, me.boot_id, me.pid_ns, os.getppid(),
+                               processes._start_ticks(os.getppid()) or 0)
+    cases = {"dead-here": (dead_here, True), "other-namespace": (live_elsewhere, False),
+             "other-boot": (other_boot, False), "reused-pid": (reused, True), "alive": (alive, False)}
+    for name, (owner, takeable) in cases.items():
+        locks.acquire(f"ingest/x/{name}", f"{owner}:abcd1234", ttl=300)
+        if takeable:
+            assert locks.acquire(f"ingest/x/{name}", new_owner_id(), ttl=30).token == 2, name
+        else:
+            with pytest.raises(LockHeld):
+                locks.acquire(f"ingest/x/{name}", new_owner_id(), ttl=30)
 
 
 # -- raw files -----------------------------------------------------------------------------
@@ -93,8 +123,8 @@ def test_raw_round_trip_keeps_records_verbatim_and_bytes_deterministic() -> None
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"not gzip", "not valid gzip"),
-    (__import__("gzip").compress(b'{"no header": 1}\n'), "no valid header"),
-])
+    (__import__("gzip").compress(b'{"no header": 1}\n', mtime=0), "no valid header"),
+], ids=["not-gzip", "no-header"])
 def test_corrupt_raw_files_name_themselves(data: bytes, message: str) -> None:
     with pytest.raises(CorruptState, match=message) as info:
         files.decode(data, "raw/x.jsonl.gz")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from schemahub import cloud
-from schemahub.cli.app import LakeOption, app, errors, out
-from schemahub.config import Settings
+from schemahub.cli.app import LakeOption, app, errors, out, settings_for
 from schemahub.errors import ConfigError
-from schemahub.infra.aws import Aws
 
 
 @app.command("init-cloud")
@@ -17,12 +15,12 @@ def init_cloud(lake: LakeOption = None) -> None:
     Uses SCHEMAHUB_LOCKS=dynamodb://TABLE, the s3:// lake, SCHEMAHUB_GLUE_DATABASE (default
     schemahub) and the standard AWS settings.
     """
-    settings = Settings.load(lake)
-    targets = cloud.CloudTargets.from_env(settings.lake, settings.env)
+    settings = settings_for(lake)
+    targets = cloud.CloudTargets.from_settings(settings)
     if targets.lock_table is None and targets.lake is None:
         raise ConfigError("nothing to initialize: set SCHEMAHUB_LOCKS=dynamodb://TABLE and/or use an "
                           "s3:// lake (SCHEMAHUB_LAKE)")
-    aws = Aws.from_env(settings.env)
+    aws = settings.aws
     if targets.lock_table is not None:
         out.print(f"lock table {targets.lock_table}: {cloud.ensure_lock_table(aws, targets.lock_table)}")
     if targets.lake is not None:
@@ -34,6 +32,5 @@ def init_cloud(lake: LakeOption = None) -> None:
 @errors
 def athena_ddl(lake: LakeOption = None) -> None:
     """Print the Athena DDL that registers the unified table and the raw layer (no AWS call)."""
-    settings = Settings.load(lake)
-    out.print(cloud.athena_ddl(cloud.CloudTargets.from_env(settings.lake, settings.env)), markup=False,
+    out.print(cloud.athena_ddl(cloud.CloudTargets.from_settings(settings_for(lake))), markup=False,
               highlight=False, soft_wrap=True)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from typing import Annotated
 
 import typer
 
 from schemahub import __version__
-from schemahub.cli.app import ExchangeOption, app, errors, out
+from schemahub.cli.app import ExchangeOption, app, errors, out, stop_on_signals
 from schemahub.errors import ConfigError
-from schemahub.sources.registry import list_exchanges
+from schemahub.sources.registry import DEFAULT_EXCHANGE, list_exchanges
 
 
 @app.command()
 @errors
 def simulate(
-    exchange: ExchangeOption = "coinbase",
+    exchange: ExchangeOption = DEFAULT_EXCHANGE,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8700,
     seed: Annotated[int, typer.Option(help="Seed of the trade streams and the fault dice.")] = 42,
@@ -40,28 +38,25 @@ def simulate(
     """Serve a simulated exchange over HTTP until interrupted (prints its URL first)."""
     from dataclasses import replace
 
-    from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES, LIMITS
+    from schemahub.simulator.catalog import simulator_class
     from schemahub.simulator.server import Faults, Simulator
 
-    if exchange not in EXCHANGES:
-        raise ConfigError(f"no simulator for {exchange!r}; available: {', '.join(EXCHANGES)}")
+    api = simulator_class(exchange)
     given = {"rate": rate, "burst": burst, "weight_limit": weight_limit}
-    limits = {**LIMITS[exchange], **{k: v for k, v in given.items() if v is not None}}
+    limits = {**api.limits, **{k: v for k, v in given.items() if v is not None}}
     faults = Faults(latency_s=latency, latency_jitter_s=jitter, error_rate=error_rate, hang_rate=hang_rate,
                     truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit,
                     **limits)  # type: ignore[arg-type]
-    specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in DEFAULT_PRODUCTS[exchange]]
+    specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in api.default_products]
     try:
         sim = Simulator(exchange, specs, seed=seed, host=host, port=port, faults=faults)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with sim:
+    with stop_on_signals() as stop, sim:
         sys.stdout.write(f"simulator listening on {sim.url}\n")
         sys.stdout.flush()
-        stop.wait()
+        while not stop.wait(3600):
+            pass
 
 
 @app.command()

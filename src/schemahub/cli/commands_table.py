@@ -12,9 +12,18 @@ import typer
 
 from schemahub import pipeline
 from schemahub.cli import output
-from schemahub.cli.app import JsonOption, LakeOption, app, context, err, errors, out
+from schemahub.cli.app import (
+    JsonOption,
+    LakeOption,
+    app,
+    context,
+    err,
+    errors,
+    out,
+    settings_for,
+    stop_on_signals,
+)
 from schemahub.cli.progress import LogStage, TerminalStage
-from schemahub.config import Settings
 from schemahub.errors import ConfigError
 
 EXIT_NEEDS_ATTENTION = 4
@@ -34,15 +43,19 @@ def transform(
         "--dry-run", help="Report what would be read; write nothing.")] = False,
     retry_quarantined: Annotated[bool, typer.Option(
         "--retry-quarantined", help="Try quarantined raw files again (after repairing them).")] = False,
+    lock_wait: Annotated[float, typer.Option(
+        min=0, help="--rebuild: seconds to wait for a compaction of the table to end (0: stop at once).")]
+        = 0.0,
     json_output: JsonOption = False,
     lake: LakeOption = None,
 ) -> None:
     """Move committed raw trades into the unified Delta table, exactly once."""
-    from schemahub.transform.runner import TransformOptions
+    from schemahub.transform.report import TransformOptions
 
     options = TransformOptions(rebuild=rebuild, dry_run=dry_run, retry_quarantined=retry_quarantined)
-    with stage_progress("rebuild" if rebuild else "transform") as progress:
-        report = pipeline.transform(Settings.load(lake), options, progress=progress)
+    with stop_on_signals() as stop, stage_progress("rebuild" if rebuild else "transform") as progress:
+        report = pipeline.transform(settings_for(lake), options, progress=progress, stop=stop,
+                                    lock_wait_s=lock_wait)
     if json_output:
         output.print_json(report.to_dict())
     else:
@@ -71,19 +84,26 @@ def compact(
         "--vacuum-dry-run", help="List the files a vacuum would delete.")] = False,
     retain_hours: Annotated[int, typer.Option(
         help="Keep files any version of the last N hours still reads (guard: at least 1).")] = 168,
+    lock_wait: Annotated[float, typer.Option(
+        min=0, help="Seconds to wait for another rewrite of the table to end (0: stop at once).")] = 0.0,
     lake: LakeOption = None,
 ) -> None:
     """Rewrite small table files into large ones in one atomic commit; vacuum on request."""
     size = parse_size(target_size)
-    with stage_progress("compact", unit="") as progress:
+    with stop_on_signals() as stop, stage_progress("compact", unit="") as progress:
         progress.start(None)
-        result = pipeline.compact(Settings.load(lake), target_size=size, zorder=zorder, vacuum=vacuum,
-                                  retain_hours=retain_hours, dry_run_vacuum=vacuum_dry_run)
-    out.print(f"compacted: version {result.version_before} -> {result.version_after}, "
-              f"{result.files_removed} files rewritten into {result.files_added}")
+        result = pipeline.compact(settings_for(lake), target_size=size, zorder=zorder, vacuum=vacuum,
+                                  retain_hours=retain_hours, dry_run_vacuum=vacuum_dry_run,
+                                  lock_wait_s=lock_wait, stop=stop)
+    if result.files_removed == 0:
+        out.print(f"nothing to compact: every file is already large (table version {result.version_after})")
+    else:
+        out.print(f"compacted: version {result.version_before} -> {result.version_after}, "
+                  f"{output.plural(result.files_removed, 'file')} rewritten into {result.files_added:,}")
     if vacuum or vacuum_dry_run:
         verb = "would delete" if vacuum_dry_run and not vacuum else "deleted"
-        out.print(f"vacuum {verb} {len(result.vacuumed)} files older than {retain_hours}h")
+        out.print(f"vacuum {verb} {output.plural(len(result.vacuumed), 'file')} no version of the last "
+                  f"{retain_hours}h reads")
 
 
 Format = Literal["table", "csv", "json", "parquet"]
@@ -92,7 +112,7 @@ Format = Literal["table", "csv", "json", "parquet"]
 @app.command()
 @errors
 def query(
-    sql: Annotated[str | None, typer.Argument(help="SQL over the view `trades`.")] = None,
+    sql: Annotated[str | None, typer.Argument(metavar="SQL", help="SQL over the view `trades`.")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the SQL from a file.")] = None,
     format: Annotated[Format, typer.Option(
         "--format", help="table, csv, json (lines) or parquet.")] = "table",
@@ -101,10 +121,13 @@ def query(
     as_of: Annotated[str | None, typer.Option(
         help="Query the version current at this ISO time (time travel).")] = None,
     param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="A named parameter for $name in the SQL: name=value (repeatable).")] = None,
+        "--param", metavar="NAME=VALUE", help="A named parameter for $NAME in the SQL (repeatable).")] = None,
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="Allow statements that write files or change the session (COPY ... TO, "
+                               "CREATE, INSERT, ATTACH ...). Off: a read-only session.")] = False,
     lake: LakeOption = None,
 ) -> None:
-    """Run SQL with DuckDB over the unified table (view `trades`)."""
+    """Run SQL with DuckDB over the unified table (view `trades`); every statement's result is shown."""
     from schemahub.query.engine import read_sql_file
 
     if (sql is None) == (file is None):
@@ -113,12 +136,18 @@ def query(
     if format == "parquet" and output_file is None:
         raise ConfigError("--format parquet needs --output FILE")
     moment = _parse_time(as_of) if as_of else None
-    engine = pipeline.query_engine(Settings.load(lake), version=version, as_of=moment)
+    engine = pipeline.query_engine(settings_for(lake), version=version, as_of=moment)
     try:
-        result = engine.sql(text, _params(param or []))
+        results = engine.script(text, _params(param or []), allow_writes=allow_writes)
     finally:
         engine.close()
-    output.write_result(result, format, output_file, out, sys.stdout)
+    shown = [r for r in results if r.table.num_columns] or results[-1:]
+    if len(shown) > 1 and format in ("parquet", "csv", "json") and output_file is not None:
+        raise ConfigError(f"--output takes one result, and the SQL has {len(shown)} statements with results")
+    for number, result in enumerate(shown, start=1):
+        if len(shown) > 1 and format == "table":
+            out.print(f"[bold]statement {number}:[/] {result.sql[:100]}", highlight=False)
+        output.write_result(result.table, format, output_file, out, sys.stdout)
 
 
 def _params(pairs: list[str]) -> dict[str, object]:
@@ -161,7 +190,7 @@ def check(
     from schemahub.quality.checks import CheckOptions
 
     options = CheckOptions(freshness=_parse_duration(freshness), deep=deep)
-    results = pipeline.check(Settings.load(lake), options)
+    results = pipeline.check(settings_for(lake), options)
     if json_output:
         output.print_json([vars(r) for r in results])
     else:

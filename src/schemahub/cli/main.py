@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+import typer
+
 from schemahub.cli import (  # noqa: F401 - they register
     commands_cloud,
     commands_dev,
@@ -9,8 +13,9 @@ from schemahub.cli import (  # noqa: F401 - they register
     commands_observe,
     commands_table,
 )
-from schemahub.cli.app import app
+from schemahub.cli.app import app, hoist_global_options, plain_metavars
 
 
 def main() -> None:
-    app()
+    command = plain_metavars(typer.main.get_command(app))
+    command(args=hoist_global_options(sys.argv[1:]), prog_name="schemahub")

@@ -22,8 +22,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from schemahub.http.client import RequestStats
 from schemahub.ingest.report import ProductReport
+from schemahub.metrics.counters import RequestStats
 
 log = logging.getLogger("schemahub.progress")
 
@@ -69,10 +69,12 @@ class TerminalProgress:
 
     def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
         with self._lock:
-            self._trades[name] += trades
+            if name not in self._tasks:
+                self._tasks[name] = self._progress.add_task(name, total=None, trades=0)
+            self._trades[name] = self._trades.get(name, 0) + trades
             snap = stats.snapshot()
             self._progress.update(self._tasks[name], advance=ids, trades=self._trades[name],
-                                  requests=snap["requests"], limited=snap["rate_limited"])
+                                  requests=snap.requests, limited=snap.rate_limited)
 
     def product_finished(self, report: ProductReport) -> None:
         with self._lock:
@@ -87,6 +89,7 @@ class _Counts:
     done: int = 0
     trades: int = 0
     started: float = field(default_factory=time.monotonic)
+    finished: bool = False
 
 
 class LogProgress:
@@ -112,14 +115,14 @@ class LogProgress:
 
     def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
         with self._lock:
-            counts = self._counts[name]
+            counts = self._counts.setdefault(name, _Counts(None))
             counts.done += ids
             counts.trades += trades
             now = time.monotonic()
             if now - self._last < self.interval:
                 return
             self._last = now
-            lines = [(s, c) for s, c in self._counts.items() if c.total is None or c.done < c.total]
+            lines = [(s, c) for s, c in self._counts.items() if not c.finished]
         for product, c in lines:
             elapsed = max(now - c.started, 1e-9)
             rate = c.done / elapsed
@@ -131,6 +134,10 @@ class LogProgress:
                             "eta_s": None if eta is None else round(eta, 1)})
 
     def product_finished(self, report: ProductReport) -> None:
+        with self._lock:
+            counts = self._counts.get(report.label)
+            if counts is not None:
+                counts.finished = True  # no more progress lines for it
         log.info("%s %s: %d trades", report.label, report.status.value, report.trades,
                  extra={"event": "product_finished", "exchange": report.exchange, "symbol": report.symbol,
                         "status": report.status.value, "trades": report.trades,

@@ -77,6 +77,8 @@ class CircuitBreaker:
 
     def on_success(self) -> None:
         with self._lock:
+            if self._state is State.DEAD:
+                return  # a late answer to a call sent before a ban (or before giving up) reopens nothing
             self._state = State.CLOSED
             self._failures = 0
             self._failed_probes = 0

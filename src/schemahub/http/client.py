@@ -2,27 +2,29 @@
 a circuit breaker and the retry policy.
 
 This is the only place that sees httpx exceptions and raw status codes; everything above
-it gets ``JsonResponse`` or a ``schemahub.errors.ExchangeError``.
+it gets ``JsonResponse`` or a ``schemahub.errors.ExchangeError``. Every wait - the token
+bucket, a retry's backoff, the answer itself - ends as soon as the run's stop token is
+set: requests in flight are abandoned (http/abandon.py), not waited for.
 """
 
 from __future__ import annotations
 
-import bisect
 import email.utils
+import hashlib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, overload
 
 import httpx
 import orjson
 
 from schemahub import __version__
 from schemahub.errors import (
+    ChecksumMismatch,
     ExchangeBanned,
     ExchangeConnectionError,
     ExchangeRejected,
@@ -31,9 +33,12 @@ from schemahub.errors import (
     MalformedResponse,
     RateLimited,
 )
+from schemahub.http import abandon
 from schemahub.http.breaker import CircuitBreaker
 from schemahub.http.ratelimit import TokenBucket
 from schemahub.http.retry import RetryPolicy
+from schemahub.metrics.counters import RequestStats
+from schemahub.stop import StopToken
 
 log = logging.getLogger("schemahub.http")
 
@@ -74,50 +79,17 @@ class ClientConfig:
     """The exchange's weight budget per minute; near it, every thread waits for the next minute."""
 
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds (seconds) of the request latency histogram (Prometheus' default buckets)."""
+@dataclass(frozen=True)
+class Download:
+    """A body streamed to a file: where from, how big, its sha256, when."""
+
+    url: str
+    size: int
+    sha256: str
+    fetched_at: datetime
 
 
-@dataclass
-class RequestStats:
-    """Counters of one exchange, or of one product's share of it. Thread-safe."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
-    malformed: int = 0
-    bytes: int = 0
-    banned: int = 0
-    limiter_wait_s: float = 0.0
-    latency_s: float = 0.0
-    statuses: dict[str, int] = field(default_factory=dict)
-    """Answers by HTTP status ("200", "429", ...), and "timeout" / "unreachable" for none."""
-    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    """Answered requests per latency bucket (upper bounds LATENCY_BUCKETS, then +Inf)."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **deltas: float) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
-    def observe(self, status: str, seconds: float | None) -> None:
-        """One request's outcome (and latency, when it was answered)."""
-        with self._lock:
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            if seconds is not None:
-                self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
-                                   if not f.name.startswith("_")}
-            out["statuses"] = dict(self.statuses)
-            out["latency_buckets"] = list(self.latency_buckets)
-            return out
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -136,9 +108,10 @@ class ExchangeClient:
     """Sends GET requests to one exchange within its limits and returns parsed JSON."""
 
     def __init__(self, exchange: str, config: ClientConfig,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, stop: StopToken | None = None) -> None:
         self.exchange = exchange
         self.config = config
+        self.stop = stop or StopToken()
         self.bucket = TokenBucket(config.rate, config.burst)
         self.breaker = CircuitBreaker(
             exchange, failure_threshold=config.breaker_threshold,
@@ -157,6 +130,7 @@ class ExchangeClient:
             headers={"User-Agent": f"schemahub/{__version__}", "Accept": "application/json",
                      **dict(config.headers)},
         )
+        self._senders = abandon.DaemonPool(f"http-{exchange}", config.max_connections)
 
     def close(self) -> None:
         self._http.close()
@@ -193,6 +167,62 @@ class ExchangeClient:
         ``ExchangeError`` for errors an exchange reports inside a 200 answer (Kraken).
         ``weight`` is the request's cost in the exchange's budget (1 unless it weighs them).
         """
+        count = self._counter(stats)
+
+        def attempt() -> T:
+            started = time.monotonic()
+            response = self._send(path, params, count)
+            elapsed = time.monotonic() - started
+            count(status=str(response.status_code), seconds=elapsed, requests=1, bytes=len(response.content),
+                  latency_s=elapsed)
+            return parse(self._interpret(response, elapsed, count))
+
+        return self.config.retry.call(lambda: self._guarded(attempt, count, weight),
+                                      on_retry=self._on_retry(path, count), stop=self.stop)
+
+    def download(self, path: str, sink: BinaryIO, *, expect_sha256: Callable[[], str | None] | None = None,
+                 stats: RequestStats | None = None) -> Download | None:
+        """Stream ``path`` into ``sink`` (emptied before each attempt); None when it answers 404.
+
+        ``expect_sha256`` names the digest the bytes must have (asked once the download is
+        complete); a mismatch is retried like a truncated body and, when the retries run out,
+        raised as ``ChecksumMismatch`` with both digests. Memory stays bounded: the body goes
+        to ``sink`` a megabyte at a time.
+        """
+        count = self._counter(stats)
+
+        def receive(response: httpx.Response) -> Download | None:
+            if response.status_code == 404:
+                return None
+            self._check_status(response, count)
+            digest, size = hashlib.sha256(), 0
+            for chunk in response.iter_raw(_CHUNK):
+                self.stop.check()
+                sink.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            return Download(url=redact_url(str(response.request.url)), size=size, sha256=digest.hexdigest(),
+                            fetched_at=datetime.now(UTC))
+
+        def attempt() -> Download | None:
+            sink.seek(0)
+            sink.truncate()
+            started = time.monotonic()
+            got = self._send(path, None, count, consume=receive)
+            elapsed = time.monotonic() - started
+            count(status="404" if got is None else "200", seconds=elapsed, requests=1,
+                  bytes=0 if got is None else got.size, latency_s=elapsed)
+            wanted = expect_sha256() if got is not None and expect_sha256 is not None else None
+            if got is not None and wanted is not None and wanted != got.sha256:
+                raise ChecksumMismatch(f"{self.exchange}: {got.url} has sha256 {got.sha256}, the published "
+                                       f"checksum is {wanted}", url=got.url, expected=wanted,
+                                       actual=got.sha256)
+            return got
+
+        return self.config.retry.call(lambda: self._guarded(attempt, count, 1),
+                                      on_retry=self._on_retry(path, count), stop=self.stop)
+
+    def _counter(self, stats: RequestStats | None) -> Count:
         counters = [self.stats] if stats is None else [self.stats, stats]
 
         def count(status: str | None = None, seconds: float | None = None, **deltas: float) -> None:
@@ -201,36 +231,23 @@ class ExchangeClient:
                 if status is not None:
                     c.observe(status, seconds)
 
+        return count
+
+    def _on_retry(self, path: str, count: Count) -> Callable[[BaseException, float], None]:
         def on_retry(exc: BaseException, delay: float) -> None:
             count(retries=1)
             log.warning("retrying %s %s in %.2fs: %s", self.exchange, path, delay, exc,
                         extra={"exchange": self.exchange, "delay_s": round(delay, 3)})
 
-        return self.config.retry.call(lambda: self._attempt(path, params, parse, count, weight),
-                                      on_retry=on_retry)
+        return on_retry
 
-    def _attempt(self, path: str, params: Mapping[str, str | int] | None,
-                 parse: Callable[[JsonResponse], T], count: Count, weight: int) -> T:
+    def _guarded(self, attempt: Callable[[], T], count: Count, weight: int) -> T:
+        """One attempt behind the breaker and the limiter, its outcome accounted for."""
         self.breaker.before_call()
-        count(limiter_wait_s=self.bucket.acquire(weight))
-        started = time.monotonic()
+        count(limiter_wait_s=self.bucket.acquire(weight, self.stop))
         outcome_recorded = False
         try:
-            try:
-                response = self._http.get(path, params=params)
-            except httpx.TimeoutException as exc:
-                count(status="timeout", requests=1, timeouts=1)
-                raise ExchangeTimeout(f"{self.exchange}: no answer to {path} in time ({_reason(exc)})",
-                                      exchange=self.exchange, url=path) from exc
-            except httpx.TransportError as exc:
-                count(status="unreachable", requests=1, connection_errors=1)
-                raise ExchangeConnectionError(
-                    f"{self.exchange}: cannot reach {self.config.base_url} ({_reason(exc)})",
-                    exchange=self.exchange, url=path) from exc
-            elapsed = time.monotonic() - started
-            count(status=str(response.status_code), seconds=elapsed, requests=1, bytes=len(response.content),
-                  latency_s=elapsed)
-            result = parse(self._interpret(response, elapsed, count))
+            result = attempt()
             self.breaker.on_success()
             outcome_recorded = True
             return result
@@ -247,8 +264,9 @@ class ExchangeClient:
             outcome_recorded = True
             log.error("%s", exc, extra={"exchange": self.exchange, "banned_for_s": exc.banned_for})
             raise
-        except (ExchangeUnavailable, ExchangeTimeout, ExchangeConnectionError, MalformedResponse) as exc:
-            if isinstance(exc, MalformedResponse):
+        except (ExchangeUnavailable, ExchangeTimeout, ExchangeConnectionError, MalformedResponse,
+                ChecksumMismatch) as exc:
+            if isinstance(exc, MalformedResponse | ChecksumMismatch):
                 count(malformed=1)
             self.breaker.on_failure(str(exc))
             outcome_recorded = True
@@ -257,9 +275,68 @@ class ExchangeClient:
             if not outcome_recorded:
                 self.breaker.on_neutral()
 
+    @overload
+    def _send(self, path: str, params: Mapping[str, str | int] | None, count: Count) -> httpx.Response: ...
+
+    @overload
+    def _send(self, path: str, params: Mapping[str, str | int] | None, count: Count, *,
+              consume: Callable[[httpx.Response], T]) -> T: ...
+
+    def _send(self, path: str, params: Mapping[str, str | int] | None, count: Count, *,
+              consume: Callable[[httpx.Response], T] | None = None) -> httpx.Response | T:
+        """One GET (``consume``: streamed, the body read by it); every httpx failure becomes the
+        ``ExchangeError`` it means."""
+
+        def get() -> httpx.Response | T:
+            if consume is None:
+                return self._http.get(path, params=params)
+            with self._http.stream("GET", path, params=params) as response:
+                return consume(response)
+
+        try:
+            return abandon.call(self._senders, get, self.stop)
+        except httpx.TimeoutException as exc:
+            count(status="timeout", requests=1, timeouts=1)
+            raise ExchangeTimeout(f"{self.exchange}: no answer to {path} in time ({_reason(exc)})",
+                                  exchange=self.exchange, url=path) from exc
+        except httpx.TransportError as exc:
+            count(status="unreachable", requests=1, connection_errors=1)
+            raise ExchangeConnectionError(f"{self.exchange}: cannot reach {self.config.base_url} "
+                                          f"({_reason(exc)})", exchange=self.exchange, url=path) from exc
+        except httpx.DecodingError as exc:
+            count(status="undecodable", requests=1, malformed=1)
+            raise MalformedResponse(f"{self.exchange}: the answer to {path} could not be decoded "
+                                    f"({_reason(exc)})", exchange=self.exchange, url=path) from exc
+        except httpx.TooManyRedirects as exc:
+            count(status="redirects", requests=1)
+            raise ExchangeRejected(f"{self.exchange}: too many redirects for {path}; check "
+                                   f"SCHEMAHUB_{self.exchange.upper()}_URL", exchange=self.exchange,
+                                   url=path) from exc
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            count(status="failed", requests=1)
+            raise ExchangeRejected(f"{self.exchange}: request to {path} failed ({_reason(exc)})",
+                                   exchange=self.exchange, url=path) from exc
+
     def _interpret(self, response: httpx.Response, elapsed: float, count: Count) -> JsonResponse:
         url = redact_url(str(response.request.url))
         status = response.status_code
+        self._check_status(response, count)
+        self._watch_weight(response)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedResponse(f"{self.exchange} sent invalid JSON for {url} "
+                                    f"({len(response.content)} bytes): {exc}",
+                                    exchange=self.exchange, url=url, status=status) from exc
+        return JsonResponse(data=data, status=status, headers=response.headers, url=url,
+                            fetched_at=datetime.now(UTC), elapsed=elapsed, size=len(response.content))
+
+    def _check_status(self, response: httpx.Response, count: Count) -> None:
+        """Raise the ``ExchangeError`` an error status means (a streamed body is read for it)."""
+        url = redact_url(str(response.request.url))
+        status = response.status_code
+        if status >= 400 and not response.is_closed:
+            response.read()
         if status == 418:
             banned_for = parse_retry_after(response.headers.get("Retry-After"))
             raise ExchangeBanned(f"{self.exchange} answered 418 (IP banned for {banned_for or '?'}s): "
@@ -276,16 +353,6 @@ class ExchangeClient:
         if status >= 400:
             raise ExchangeRejected(f"{self.exchange} rejected {url} with {status}: {_error_text(response)}",
                                    exchange=self.exchange, url=url, status=status)
-        self._watch_weight(response)
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedResponse(f"{self.exchange} sent invalid JSON for {url} "
-                                    f"({len(response.content)} bytes): {exc}",
-                                    exchange=self.exchange, url=url, status=status) from exc
-        return JsonResponse(data=data, status=status, headers=response.headers, url=url,
-                            fetched_at=datetime.now(UTC), elapsed=elapsed, size=len(response.content))
-
 
     def _watch_weight(self, response: httpx.Response) -> None:
         """Near the minute's weight budget (ours plus anyone's on this IP), wait it out."""

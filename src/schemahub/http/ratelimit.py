@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from schemahub.stop import StopToken
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -71,11 +73,12 @@ class TokenBucket:
                 return True
             return False
 
-    def acquire(self, cost: float = 1.0) -> float:
+    def acquire(self, cost: float = 1.0, stop: StopToken | None = None) -> float:
         """Block until the tokens are ours; return the seconds spent waiting.
 
         A pause that starts while we wait (another thread was told 429) cancels our
-        reservation: we queue again behind it instead of firing into the rate limit.
+        reservation: we queue again behind it instead of firing into the rate limit. With a
+        ``stop`` token the wait ends (``Interrupted``) as soon as it is set.
         """
         waited = 0.0
         while True:
@@ -83,7 +86,11 @@ class TokenBucket:
                 pauses = self._pauses
             wait = self.reserve(cost)
             if wait > 0:
-                self._sleep(wait)
+                if stop is None:
+                    self._sleep(wait)
+                else:
+                    stop.wait(wait)
+                    stop.check()
                 waited += wait
             with self._lock:
                 if self._pauses == pauses:

@@ -1,5 +1,6 @@
 """The one retry policy: transient errors only, exponential backoff with full jitter,
-``Retry-After`` honoured, bounded by attempts and by elapsed time.
+``Retry-After`` honoured, bounded by attempts and by elapsed time. A request that
+still fails when the budget is spent says so: "gave up after 8 attempts over 41.2s".
 
 Built on tenacity; this module only decides *what* is retried and *how long* to wait.
 """
@@ -15,6 +16,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from schemahub.errors import CircuitOpen, RateLimited, is_transient
+from schemahub.stop import StopToken
 
 T = TypeVar("T")
 
@@ -50,17 +52,28 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], *,
              on_retry: Callable[[BaseException, float], None] | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> T:
+             sleep: Callable[[float], None] | None = None, stop: StopToken | None = None) -> T:
         """Run ``fn`` until it succeeds, fails for good, or the budget is spent.
 
-        The last error is re-raised unchanged; ``on_retry(error, delay)`` is called before
-        each pause (for metrics and logs). Waiting for an open circuit's probe does not
-        use up attempts: the breaker itself decides when the exchange is dead.
+        The last error is re-raised; when it was worth retrying but the budget ran out, its
+        message says how many attempts over how long. ``on_retry(error, delay)`` is called
+        before each pause (for metrics and logs). Waiting for an open circuit's probe does
+        not use up attempts: the breaker itself decides when the exchange is dead. Pauses
+        end early when ``stop`` is set, and no attempt starts after it.
         """
         failures = 0
+        started = time.monotonic()
+
+        def pause(seconds: float) -> None:
+            if stop is not None:
+                stop.wait(seconds)
+            else:
+                time.sleep(seconds)
 
         def attempt() -> T:
             nonlocal failures
+            if stop is not None:
+                stop.check()
             try:
                 return fn()
             except CircuitOpen:
@@ -69,7 +82,7 @@ class RetryPolicy:
                 failures += 1
                 raise
 
-        def stop(state: RetryCallState) -> bool:
+        def give_up(state: RetryCallState) -> bool:
             elapsed = state.seconds_since_start or 0.0
             return failures >= self.max_attempts or elapsed >= self.max_elapsed
 
@@ -84,11 +97,17 @@ class RetryPolicy:
                 on_retry(exc, state.upcoming_sleep)
 
         retrying = Retrying(
-            stop=stop,
+            stop=give_up,
             wait=wait,
             retry=retry_if_exception(should_retry),
             reraise=True,
-            sleep=sleep,
+            sleep=sleep or pause,
             before_sleep=before_sleep,
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            if should_retry(exc) and failures > 1:
+                exc.args = (f"{exc} (gave up after {failures} attempts over "
+                            f"{time.monotonic() - started:.1f}s)", *exc.args[1:])
+            raise

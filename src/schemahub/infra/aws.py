@@ -5,7 +5,8 @@ Configuration is AWS's standard chain, read from the settings' environment: expl
 ``AWS_PROFILE``, else what boto3 finds itself (config files, ECS task role, instance
 role). ``AWS_ENDPOINT_URL`` points every service at an S3/DynamoDB/Glue-compatible
 endpoint (MinIO, moto). Delta Lake (delta-rs) and DuckDB do not share boto3's chain, so
-they are handed the credentials boto3 resolved, frozen at the moment they are opened.
+they are handed the credentials boto3 resolved, frozen at the moment they are opened
+(``Storage.access()``).
 
 Errors are translated here, once: a missing bucket or table, refused credentials and an
 unreachable endpoint become ``ConfigError``s that name the setting to fix. Messages never
@@ -24,7 +25,6 @@ from schemahub.errors import ConfigError, SchemahubError, StorageError
 
 if TYPE_CHECKING:
     import boto3
-    import duckdb
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
@@ -105,37 +105,8 @@ class Aws:
             raise ConfigError(f"incomplete AWS credentials: set {_CREDENTIAL_SETTINGS}")
         return frozen.access_key, frozen.secret_key, frozen.token
 
-    def delta_options(self) -> dict[str, str]:
-        """delta-rs ``storage_options``: the same endpoint and credentials as boto3."""
-        key, secret, token = self.credentials()
-        options = {"AWS_REGION": self.region_name, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
-        if token:
-            options["AWS_SESSION_TOKEN"] = token
-        if self.endpoint_url:
-            options["AWS_ENDPOINT_URL"] = self.endpoint_url
-            if self.endpoint_url.startswith("http://"):
-                options["AWS_ALLOW_HTTP"] = "true"
-        return options
-
-    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Give a DuckDB connection (httpfs loaded) an S3 secret. The SQL is never logged."""
-        key, secret, token = self.credentials()
-        parts = ["TYPE s3", f"KEY_ID {_sql(key)}", f"SECRET {_sql(secret)}",
-                 f"REGION {_sql(self.region_name)}"]
-        if token:
-            parts.append(f"SESSION_TOKEN {_sql(token)}")
-        if self.endpoint_url:
-            scheme, _, host = self.endpoint_url.partition("://")
-            parts += [f"ENDPOINT {_sql(host)}", "URL_STYLE 'path'",
-                      f"USE_SSL {'true' if scheme == 'https' else 'false'}"]
-        con.execute(f"CREATE OR REPLACE SECRET schemahub_s3 ({', '.join(parts)})")
-
 
 _CLIENT_LOCK = threading.Lock()
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def error_code(exc: BaseException) -> str:

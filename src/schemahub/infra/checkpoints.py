@@ -13,9 +13,9 @@ progress: it gets ``CommitConflict`` instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Generic, TypeVar
 
 import orjson
@@ -39,12 +39,18 @@ class Checkpoint(_Model):
     endpoint: str = "trades"
     """The API the ids come from; a product never switches (aggregate ids are not trade ids)."""
     start_after_id: int
-    """Ingestion of this product began after this id (the cold start); it never changes."""
+    """Ingestion of this product began after this id (the cold start)."""
     last_trade_id: int
-    """Every trade with an id in (start_after_id, last_trade_id] is in raw files or the gap log."""
+    """Every trade with an id in (start_after_id, last_trade_id] is in raw files or the gap log
+    (an empty range, start == last, until the first trade with a real id)."""
     last_trade_time: datetime | None
     cursor: str | None = None
     """For cursor-paged exchanges (Kraken): where the next page starts, exactly as received."""
+    derived_after_id: int | None = None
+    derived_through_id: int | None = None
+    """Cursor venues whose old rows come without a trade id (Kraken): those rows' ids are
+    derived from their position (>= 10^18, never compared with real ids), and covered in
+    (derived_after_id, derived_through_id]. None: no such rows."""
     updated_at: datetime
     run_id: str
     lease_token: int
@@ -118,7 +124,8 @@ class CheckpointStore:
 
     def commit(self, new: Checkpoint, previous: Stored[Checkpoint] | None) -> Stored[Checkpoint]:
         """Replace ``previous`` with ``new``; refuse to go backwards or over someone else's write."""
-        if previous is not None and new.last_trade_id < previous.value.last_trade_id:
+        if previous is not None and new.last_trade_id < previous.value.last_trade_id \
+                and previous.value.last_trade_id > previous.value.start_after_id:
             raise CommitConflict(
                 f"refusing to move the {new.exchange} {new.symbol} watermark backwards "
                 f"({previous.value.last_trade_id} -> {new.last_trade_id})")
@@ -148,3 +155,67 @@ class GapLogStore:
         log = GapLog(exchange=exchange, symbol=sym,
                      gaps=sorted(gaps + fresh, key=lambda g: g.first_id))
         _save(self.storage, gap_log_key(exchange, sym), log, previous)
+
+
+class RepairRange(_Model):
+    """Ids of a product to fetch again (a released quarantined file, later: unexplained gaps).
+
+    Requested -> fetched (``raw_keys`` written by the repair, awaiting transform) -> done
+    (removed once a transform committed those files).
+    """
+
+    first_id: int
+    last_id: int
+    reason: str
+    requested_at: datetime
+    raw_keys: list[str] = []
+    fetched_at: datetime | None = None
+    first_day: date | None = None
+    """The UTC day the range's trades start (cursor venues re-fetch from there)."""
+
+
+class RepairLog(_Model):
+    format: str = "schemahub.repairs/v1"
+    exchange: str
+    symbol: str
+    ranges: list[RepairRange]
+
+
+_REPAIRS = "state/repairs/"
+
+
+def repair_key(exchange: str, sym: str) -> str:
+    return f"{_REPAIRS}{exchange_name(exchange)}/{symbol(sym)}.json"
+
+
+class RepairStore:
+    """``state/repairs/<exchange>/<symbol>.json``: ranges to re-fetch and files to re-transform."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def listed(self) -> Iterator[tuple[str, str, str]]:
+        for info in self.storage.list(_REPAIRS):
+            exchange, _, name = info.key.removeprefix(_REPAIRS).partition("/")
+            yield info.key, exchange, name.removesuffix(".json")
+
+    def load(self, exchange: str, sym: str) -> Stored[RepairLog] | None:
+        return _load(self.storage, repair_key(exchange, sym), RepairLog, "repair log",
+                     "Move it aside and release the quarantined files again "
+                     "(`schemahub quarantine release`).")
+
+    def update(self, exchange: str, sym: str,
+               change: Callable[[list[RepairRange]], list[RepairRange]]) -> None:
+        """Apply ``change`` to the product's ranges by compare-and-swap (retried on a race)."""
+        for _ in range(10):
+            previous = self.load(exchange, sym)
+            ranges = change(list(previous.value.ranges) if previous else [])
+            if previous is None and not ranges:
+                return
+            try:  # an emptied log stays (empty): deleting it could drop a range added meanwhile
+                _save(self.storage, repair_key(exchange, sym), RepairLog(exchange=exchange, symbol=sym,
+                                                                         ranges=ranges), previous)
+                return
+            except CommitConflict:
+                continue
+        raise CommitConflict(f"{repair_key(exchange, sym)} kept changing under us")

@@ -15,7 +15,7 @@ import tempfile
 import duckdb
 
 from schemahub.errors import ConfigError
-from schemahub.infra.storage import Storage
+from schemahub.infra.storage import ObjectStoreAccess
 
 
 def _extension(name: str) -> str:
@@ -34,9 +34,10 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     con.execute(f"LOAD {name}")
 
 
-def connect(threads: int | None = None, storage: Storage | None = None,
+def connect(threads: int | None = None, access: ObjectStoreAccess | None = None,
             extensions: tuple[str, ...] = ("delta",)) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with our extensions, able to read the lake's storage."""
+    """A DuckDB connection with our extensions, able to read the lake's storage (``access``:
+    an object store's endpoint and credentials; None for a local lake)."""
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -48,9 +49,27 @@ def connect(threads: int | None = None, storage: Storage | None = None,
     try:
         for name in extensions:
             load_extension(con, name)
-        if storage is not None:
-            storage.configure_duckdb(con)
+        if access is not None:
+            load_extension(con, "httpfs")
+            add_s3_secret(con, access)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def add_s3_secret(con: duckdb.DuckDBPyConnection, access: ObjectStoreAccess) -> None:
+    """Give a DuckDB connection (httpfs loaded) an S3 secret. The SQL is never logged."""
+    parts = ["TYPE s3", f"KEY_ID {_sql(access.key_id)}", f"SECRET {_sql(access.secret)}",
+             f"REGION {_sql(access.region)}"]
+    if access.token:
+        parts.append(f"SESSION_TOKEN {_sql(access.token)}")
+    if access.endpoint_url:
+        scheme, _, host = access.endpoint_url.partition("://")
+        parts += [f"ENDPOINT {_sql(host)}", "URL_STYLE 'path'",
+                  f"USE_SSL {'true' if scheme == 'https' else 'false'}"]
+    con.execute(f"CREATE OR REPLACE SECRET schemahub_s3 ({', '.join(parts)})")
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

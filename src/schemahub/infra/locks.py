@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemahub.errors import CorruptState, LockHeld, LockLost
 from schemahub.identifiers import lock_name_part
 from schemahub.infra import processes
+from schemahub.infra.storage import storage_error
 
 log = logging.getLogger("schemahub.locks")
 
@@ -76,15 +77,15 @@ class LockBackend(Protocol):
 
 
 def new_owner_id() -> str:
-    """host:pid:random - unique per process, and tells an operator where the holder runs."""
-    return f"{processes.HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:boot:pidns:start:random`` - unique per holder; names the process exactly
+    (infra/processes.py), and tells an operator where it runs."""
+    return f"{processes.me()}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_is_dead(owner: str) -> bool:
-    """True only when we can *prove* the owner process is gone (same host, no such pid)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return pid.isdigit() and processes.is_dead(host, int(pid))
+    """True only when we can *prove* the owner process is gone (see infra/processes.py)."""
+    identity = processes.Identity.parse(owner)
+    return identity is not None and processes.is_dead(identity)
 
 
 def check_free(current: LeaseRecord | None, name: str, owner: str, now: float) -> None:
@@ -112,8 +113,11 @@ class LocalLocks:
 
     @contextlib.contextmanager
     def _guard(self, path: Path) -> Iterator[LeaseRecord | None]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path.parent, os.O_RDONLY)
+        except OSError as exc:
+            raise storage_error(exc, path.parent, "cannot use the lease folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield self._read(path)
@@ -131,8 +135,12 @@ class LocalLocks:
 
     def _write(self, path: Path, record: LeaseRecord) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(orjson.dumps(record.model_dump()))
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(orjson.dumps(record.model_dump()))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, path, "cannot write the lease") from None
 
     def acquire(self, name: str, owner: str, ttl: float) -> Lease:
         path = self._path(name)
@@ -227,21 +235,27 @@ class LeaseKeeper:
         if current.expires_at - self._clock() < self.ttl / 6:
             raise LockLost(f"lease {lease.name} is about to expire (heartbeat is late); stopping writes")
 
+    def _still_held(self, lease: Lease) -> bool:
+        current = self._held.get(lease.name)
+        return current is not None and current.token == lease.token
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             with self._lock:
-                leases = list(self._held.values())
+                leases = [lease for name, lease in self._held.items() if name not in self._lost]
             for lease in leases:
                 try:
                     renewed = self.backend.renew(lease, self.ttl)
                 except LockLost:
-                    log.error("lost lease %s", lease.name)
                     with self._lock:
-                        self._lost.add(lease.name)
+                        if not self._still_held(lease):
+                            continue  # released while we renewed a stale copy: not a loss
+                        self._lost.add(lease.name)  # reported once; never renewed again
+                    log.error("lost lease %s", lease.name)
                     continue
-                except Exception:
-                    log.exception("could not renew lease %s; will retry", lease.name)
+                except Exception as exc:
+                    log.warning("could not renew lease %s (%s); will retry", lease.name, exc)
                     continue
                 with self._lock:
-                    if lease.name in self._held:
+                    if self._still_held(lease):
                         self._held[lease.name] = renewed

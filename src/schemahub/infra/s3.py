@@ -19,16 +19,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import botocore.exceptions
 
 from schemahub.errors import CommitConflict, ConfigError, SchemahubError
 from schemahub.infra.aws import Aws, error_code, translate
-from schemahub.infra.storage import ObjectInfo, Versioned, check_key
-
-if TYPE_CHECKING:
-    import duckdb
+from schemahub.infra.storage import ObjectInfo, ObjectStoreAccess, Versioned, check_key
 
 T = TypeVar("T")
 
@@ -165,13 +162,8 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self._call(self._s3.delete_object, key, Key=self._key(key))
 
-    # -- engines that read the lake directly -----------------------------------------------
-
-    def table_options(self) -> dict[str, str]:
-        return self.aws.delta_options()
-
-    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
-        from schemahub.infra.duck import load_extension
-
-        load_extension(con, "httpfs")
-        self.aws.configure_duckdb(con)
+    def access(self) -> ObjectStoreAccess:
+        """The endpoint and the credentials boto3 resolved, for delta-rs and DuckDB."""
+        key, secret, token = self.aws.credentials()
+        return ObjectStoreAccess(region=self.aws.region_name, key_id=key, secret=secret, token=token,
+                                 endpoint_url=self.aws.endpoint_url)

@@ -13,20 +13,18 @@ Three write flavours cover what the pipeline needs:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from schemahub.errors import CommitConflict, ConfigError, StorageError
+from schemahub.errors import CommitConflict, LakeAccessError, SchemahubError, StorageError
 from schemahub.infra import processes
-
-if TYPE_CHECKING:
-    import duckdb
 
 _KEY_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=:+-]*")
 
@@ -41,6 +39,38 @@ class ObjectInfo:
 class Versioned:
     data: bytes
     version: str
+
+
+@dataclass(frozen=True)
+class ObjectStoreAccess:
+    """How engines that read the lake themselves (delta-rs, DuckDB) reach an object store.
+
+    Engine-neutral: the table layer turns it into delta-rs ``storage_options``, the query
+    layer into a DuckDB secret. Never logged (it carries credentials).
+    """
+
+    region: str
+    key_id: str = field(repr=False)
+    secret: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    """An S3-compatible endpoint (moto, MinIO); None: AWS itself."""
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str], what: str) -> SchemahubError:
+    """One clear error for a filesystem failure: permission and shape problems are the
+    user's configuration (exit 2); a full disk or an I/O error is the storage failing."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LakeAccessError(f"{what}: {path}: permission denied ({reason}); check the lake's "
+                               "permissions or --lake")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return LakeAccessError(f"{what}: {path}: {reason} (a file stands where the lake needs a folder; "
+                               "check --lake)")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{what}: {path}: no space left on the device; nothing of this write was "
+                            "committed - free some space and run the command again")
+    return StorageError(f"{what}: {path}: {reason}")
 
 
 class Storage(Protocol):
@@ -67,12 +97,8 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def table_options(self) -> dict[str, str]:
-        """delta-rs ``storage_options`` to open the table under this lake."""
-        ...
-
-    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Let DuckDB read ``url_for`` locations directly (S3: httpfs and a secret)."""
+    def access(self) -> ObjectStoreAccess | None:
+        """What an engine needs to open ``url_for`` locations itself (None: plain local paths)."""
         ...
 
 
@@ -113,7 +139,7 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read {self.url_for(key)}: {exc.strerror}") from exc
+            raise storage_error(exc, self.url_for(key), "cannot read") from None
 
     def read_versioned(self, key: str) -> Versioned | None:
         path = self.path(key)
@@ -123,17 +149,17 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise storage_error(exc, path, "cannot read") from None
 
     def write(self, key: str, data: bytes) -> None:
         target = self.path(key)
         tmp = self._write_temp(target, data)
         try:
             os.replace(tmp, target)
+            _fsync_dir(target.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
-        _fsync_dir(target.parent)
+            raise storage_error(exc, target, "cannot write") from None
 
     def create(self, key: str, data: bytes) -> bool:
         target = self.path(key)
@@ -144,15 +170,18 @@ class LocalStorage:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+            raise storage_error(exc, target, "cannot write") from None
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        try:
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise storage_error(exc, target, "cannot write") from None
         return True
 
     def replace_if(self, key: str, data: bytes, expected_version: str | None) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(target.parent)
         with _dir_lock(target.parent):
             current = self.read_versioned(key)
             current_version = None if current is None else current.version
@@ -176,22 +205,19 @@ class LocalStorage:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StorageError(f"cannot delete {target}: {exc.strerror}") from exc
+            raise storage_error(exc, target, "cannot delete") from None
 
-    def table_options(self) -> dict[str, str]:
-        return {}
-
-    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+    def access(self) -> ObjectStoreAccess | None:
         return None
 
     def _walk(self, directory: Path, dir_key: str, name_prefix: str,
               start_after: str | None) -> Iterator[ObjectInfo]:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
-            raise StorageError(f"cannot list {directory}: {exc.strerror}") from exc
+            raise storage_error(exc, directory, "cannot list") from None
         for entry in entries:
             if entry.name.startswith(".") or not entry.name.startswith(name_prefix):
                 continue
@@ -209,8 +235,8 @@ class LocalStorage:
         """Delete temp files that writers killed mid-write left behind (their process is gone)."""
         removed = 0
         for path in self._temp_dir.glob("*.tmp"):
-            host, _, rest = path.name.rpartition("~")[0].partition("~")
-            if rest.isdigit() and processes.is_dead(host, int(rest)):
+            writer = processes.Identity.parse(path.name.partition("~")[0])
+            if writer is not None and processes.is_dead(writer):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -222,17 +248,25 @@ class LocalStorage:
     def _write_temp(self, target: Path, data: bytes) -> Path:
         # Temp files live in one folder of the lake (same filesystem, so rename and link stay
         # atomic), named after their writer so a dead writer's leftovers can be cleared.
+        _make_dirs(target.parent)
+        _make_dirs(self._temp_dir)
+        tmp = self._temp_dir / f"{processes.me()}~{uuid.uuid4().hex}.tmp"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._temp_dir.mkdir(exist_ok=True)
-            tmp = self._temp_dir / f"{processes.HOST}~{os.getpid()}~{uuid.uuid4().hex}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+            tmp.unlink(missing_ok=True)  # a half-written temp file (a full disk) is not left behind
+            raise storage_error(exc, target, "cannot write") from None
         return tmp
+
+
+def _make_dirs(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, directory, "cannot create the folder") from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -252,19 +286,3 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing drops the flock
-
-
-def open_storage(lake: str, env: Mapping[str, str] | None = None) -> Storage:
-    """Pick the backend from the lake location: a path, ``file://`` URL or ``s3://`` URL."""
-    if lake.startswith("file://"):
-        return LocalStorage(lake[len("file://"):])
-    if lake.startswith("s3://"):
-        from schemahub.infra.aws import Aws
-        from schemahub.infra.s3 import S3Storage
-
-        return S3Storage(lake, Aws.from_env(env if env is not None else os.environ))
-    if "://" in lake:
-        scheme = lake.split("://", 1)[0]
-        raise ConfigError(f"SCHEMAHUB_LAKE={lake!r}: scheme {scheme!r} is not supported (use a path, "
-                          "file:// or s3://)")
-    return LocalStorage(lake)

@@ -1,4 +1,4 @@
-"""The ingest engine: products in parallel, each under its lease, into immutable raw files.
+"""The ingest engine: one exchange's products in parallel, each under its lease, into raw files.
 
 Per product, under its lease, the engine reads the checkpoint and hands the product to
 the strategy its exchange's pagination calls for:
@@ -11,42 +11,46 @@ Both write each completed chunk or page as ONE raw file, named by its content, r
 skipped ids in the gap log, and only then move the checkpoint forward (compare-and-swap).
 A crash at any point leaves only complete raw files and a watermark that never covers a
 trade that is not in one of them, so re-running converges to the same raw content.
+
+A failure stays with its product: an unreadable checkpoint, a refused endpoint switch or
+an exchange error fails that product (with its cause in the report) and the others run
+on. A stop request (SIGINT/SIGTERM) ends every product within a fraction of a second:
+requests in flight are abandoned, what was committed stays, leases are released.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from schemahub.errors import ConfigError, LockHeld, SchemahubError
+from schemahub.errors import ConfigError, CorruptState, Interrupted, LockHeld, SchemahubError
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore, Stored
 from schemahub.infra.locks import Lease, LeaseKeeper, LockBackend, new_owner_id
 from schemahub.infra.storage import Storage
 from schemahub.ingest import chunked, sequential
-from schemahub.ingest.plan import count_chunks
+from schemahub.ingest.plan import Chunk, count_chunks
 from schemahub.ingest.report import IngestReport, NullProgress, ProductReport, Progress, Status
-from schemahub.ingest.run import ChunkOutcome, IngestOptions, ProductRun
+from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions
 from schemahub.raw import files
-from schemahub.raw.layout import RawKey
+from schemahub.raw.layout import RawKey, parse_key, product_prefix
 from schemahub.sources.base import (
+    CursorPagedSource,
     IdPagedSource,
     Product,
     RawTrade,
     RequestRecord,
     TradeSource,
-    us_to_datetime,
 )
+from schemahub.stop import StopToken
+from schemahub.timeutil import from_us, new_run_id, to_us
 
 log = logging.getLogger("schemahub.ingest")
 
 DEFAULT_LOOKBACK = timedelta(hours=24)
-
-__all__ = ["ChunkOutcome", "IngestOptions", "Ingestor", "ProductRun"]
 
 
 class Ingestor:
@@ -54,78 +58,85 @@ class Ingestor:
 
     def __init__(self, source: TradeSource, storage: Storage, locks: LockBackend, *,
                  lock_ttl: float = 30.0, run_id: str | None = None, owner: str | None = None,
-                 progress: Progress | None = None, now: Callable[[], float] = time.time) -> None:
+                 progress: Progress | None = None, now: Callable[[], float] = time.time,
+                 stop: StopToken | None = None) -> None:
         self.source = source
         self.exchange = source.name
         self.storage = storage
         self.locks = locks
         self.lock_ttl = lock_ttl
-        self.run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        self.run_id = run_id or new_run_id()
         self.owner = owner or new_owner_id()
         self.progress: Progress = progress or NullProgress()
         self.checkpoints = CheckpointStore(storage)
         self.gap_log = GapLogStore(storage)
+        self.stop = stop or StopToken()
         self._now = now
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        """Ask every product to stop after its requests in flight (they are committed)."""
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def default_since_us(self) -> int:
         return int((self._now() - DEFAULT_LOOKBACK.total_seconds()) * 1_000_000)
 
-    # -- planning -------------------------------------------------------------------
+    def since_us(self, options: IngestOptions) -> int:
+        return options.since_us if options.since_us is not None else self.default_since_us()
 
-    def load_checkpoints(self, products: list[Product]) -> dict[str, Stored[Checkpoint] | None]:
-        """Read every checkpoint up front, so a corrupt one fails before anything is written."""
-        found: dict[str, Stored[Checkpoint] | None] = {
-            p.symbol: self.checkpoints.load(self.exchange, p.symbol) for p in products}
-        for stored in found.values():
-            if stored is not None and stored.value.endpoint != self.source.endpoint:
-                cp = stored.value
-                raise ConfigError(
-                    f"{cp.exchange} {cp.symbol} was ingested from {cp.endpoint}, not {self.source.endpoint}: "
-                    "their trade ids are different id spaces and must not be mixed in one product's "
-                    "history (use another lake, or SCHEMAHUB_"
-                    f"{self.exchange.upper()}_ENDPOINT={cp.endpoint})")
-        return found
+    def load_checkpoint(self, product: Product) -> Stored[Checkpoint] | None:
+        """The product's checkpoint; refuses one written from another endpoint's id space."""
+        stored = self.checkpoints.load(self.exchange, product.symbol)
+        if stored is not None and stored.value.endpoint != self.source.endpoint:
+            cp = stored.value
+            raise ConfigError(
+                f"{cp.exchange} {cp.symbol} was ingested from {cp.endpoint}, not {self.source.endpoint}: "
+                "their trade ids are different id spaces and must not be mixed in one product's "
+                f"history (use another lake, or SCHEMAHUB_{self.exchange.upper()}_ENDPOINT={cp.endpoint})")
+        return stored
+
+    # -- planning -------------------------------------------------------------------
 
     def plan(self, products: list[Product], options: IngestOptions) -> IngestReport:
         """What a run would do: network reads only, nothing written."""
         report = IngestReport(self.run_id, self.exchange, datetime.now(UTC), dry_run=True)
-        stored = self.load_checkpoints(products)
         for product in products:
             item = ProductReport(self.exchange, product.symbol, status=Status.PLANNED)
-            cp = stored[product.symbol]
-            item.watermark_before = cp.value.last_trade_id if cp else None
-            if isinstance(self.source, IdPagedSource):
-                head = self.source.newest(product, item.stats)
-                item.head_id = head.trade_id if head else None
-                if head is not None:
-                    if cp is None:
-                        since = options.since_us if options.since_us is not None else self.default_since_us()
-                        item.watermark_before = self.source.first_id_at_or_after(
-                            product, since, head, item.stats) - 1
-                    assert item.watermark_before is not None
-                    item.planned_requests = count_chunks(item.watermark_before, head.trade_id,
-                                                         self.source.page_limit)
+            try:
+                self._plan_product(product, options, item)
+            except Interrupted:
+                item.status, report.interrupted = Status.INTERRUPTED, True
+            except SchemahubError as exc:
+                item.fail(str(exc), config=isinstance(exc, ConfigError))
             report.products.append(item)
-        rate = self.source.client.config.rate
-        total = sum(p.planned_requests for p in report.products)
-        report.estimated_seconds = total / rate if rate else None
+        bucket = self.source.client.bucket
+        if bucket.rate is not None:  # the bucket's burst goes at once; the rest at its rate
+            weight = self.source.page_weight.get(self.source.endpoint, 1)
+            total = sum(p.planned_requests for p in report.products) * weight
+            report.estimated_seconds = max(0.0, total - bucket.capacity) / bucket.rate
         report.finished_at = datetime.now(UTC)
         return report
+
+    def _plan_product(self, product: Product, options: IngestOptions, item: ProductReport) -> None:
+        cp = self.load_checkpoint(product)
+        item.watermark_before = cp.value.last_trade_id if cp else None
+        if isinstance(self.source, IdPagedSource):
+            head = self.source.newest(product, item.stats)
+            item.head_id = head.trade_id if head else None
+            if head is None:
+                return
+            if cp is None:
+                item.watermark_before = self.source.first_id_at_or_after(
+                    product, self.since_us(options), head, item.stats) - 1
+            assert item.watermark_before is not None
+            # the run repeats what planning asked (head, cold-start search), then one request a chunk
+            item.planned_requests = item.stats.snapshot().requests + count_chunks(
+                item.watermark_before, head.trade_id, self.source.page_limit)
+        elif isinstance(self.source, CursorPagedSource):
+            since = self.since_us(options)
+            if cp is not None and cp.value.last_trade_time is not None:
+                since = to_us(cp.value.last_trade_time)
+            item.planned_requests = self.source.estimate_pages(product, since, item.stats)
 
     # -- running --------------------------------------------------------------------
 
     def run(self, products: list[Product], options: IngestOptions) -> IngestReport:
         report = IngestReport(self.run_id, self.exchange, datetime.now(UTC))
-        self.load_checkpoints(products)
         with LeaseKeeper(self.locks, self.owner, self.lock_ttl) as keeper:
             try:
                 name = f"run/{options.job}/{self.exchange}" if options.job else f"run/{self.run_id}"
@@ -137,25 +148,19 @@ class Ingestor:
                 # Pass 1 takes what is free; pass 2 (with --lock-wait) waits for what others
                 # hold. Several processes thus split the products by lease ownership, and a
                 # dead one's products are taken over once its leases expire.
-                done = self._pass(pool, products, keeper, options, 0.0, report)
+                done = self._pass(pool, products, keeper, options, 0.0)
                 held = [p for p in products if done[p.symbol].status is Status.SKIPPED]
-                if held and options.lock_wait_s > 0 and not report.interrupted:
-                    done.update(self._pass(pool, held, keeper, options, options.lock_wait_s, report))
+                if held and options.lock_wait_s > 0 and not self.stop.stopped:
+                    done.update(self._pass(pool, held, keeper, options, options.lock_wait_s))
                 report.products = [done[p.symbol] for p in products]
             keeper.release(run_lease, forget=options.job is None)  # a run id is never reused
+        report.interrupted = self.stop.stopped
         report.finished_at = datetime.now(UTC)
         return report
 
     def _pass(self, pool: ThreadPoolExecutor, products: list[Product], keeper: LeaseKeeper,
-              options: IngestOptions, wait_s: float, report: IngestReport) -> dict[str, ProductReport]:
+              options: IngestOptions, wait_s: float) -> dict[str, ProductReport]:
         futures = [pool.submit(self._product, p, keeper, options, wait_s) for p in products]
-        try:
-            for future in futures:
-                future.result()
-        except KeyboardInterrupt:
-            report.interrupted = True
-            self.stop()
-            log.warning("interrupted: finishing requests in flight and committing them")
         return {p.symbol: f.result() for p, f in zip(products, futures, strict=True)}
 
     def _product(self, product: Product, keeper: LeaseKeeper, options: IngestOptions,
@@ -169,19 +174,77 @@ class Ingestor:
             if wait_s > 0 or options.lock_wait_s == 0:
                 self.progress.product_finished(item)  # final: no second pass will try it
             return item
+        except Interrupted:
+            item.status = Status.INTERRUPTED
+            return item
+
+        def work(sink: ProductWriter) -> None:
+            if isinstance(self.source, IdPagedSource):
+                chunked.ingest(self.source, sink, options, self.since_us(options))
+            else:
+                assert isinstance(self.source, CursorPagedSource)
+                sequential.ingest(self.source, sink)
+
+        self._under_lease(product, keeper, lease, item, options, work)
+        item.elapsed_s = time.monotonic() - started
+        self.progress.product_finished(item)
+        return item
+
+    def _under_lease(self, product: Product, keeper: LeaseKeeper, lease: Lease, item: ProductReport,
+                     options: IngestOptions, work: Callable[[ProductWriter], None]) -> None:
+        """``work`` on one product under its lease; its failure stays in ``item``, and the lease
+        is released however it ends."""
         try:
             # Read under the lease: another process may have advanced it meanwhile.
-            stored = self.checkpoints.load(self.exchange, product.symbol)
-            strategy = chunked.ingest if isinstance(self.source, IdPagedSource) else sequential.ingest
-            strategy(self, product, lease, keeper, stored, options, item)
+            stored = self.load_checkpoint(product)
+            work(ProductWriter(self, keeper, lease, item, self._start(product, stored, item, options)))
+            if self.stop.stopped and item.status is Status.OK:
+                item.status = Status.INTERRUPTED
+        except Interrupted:
+            item.status = Status.INTERRUPTED
         except SchemahubError as exc:
-            item.status, item.error = Status.FAILED, str(exc)
-            log.error("%s %s failed: %s", self.exchange, product.symbol, exc)
+            item.fail(str(exc), config=isinstance(exc, ConfigError))
         finally:
             keeper.release(lease)
-            item.elapsed_s = time.monotonic() - started
-            self.progress.product_finished(item)
-        return item
+
+    def repair(self, products: list[Product]) -> IngestReport:
+        """Fetch every product's requested repair ranges again (ingest/repair.py), each under its
+        product's lease; the watermark does not move (the ranges lie below it)."""
+        from schemahub.ingest import repair
+
+        report = IngestReport(self.run_id, self.exchange, datetime.now(UTC))
+        with LeaseKeeper(self.locks, self.owner, self.lock_ttl) as keeper:
+            for product in products:
+                item = ProductReport(self.exchange, product.symbol)
+                started = time.monotonic()
+                try:
+                    lease = keeper.acquire(f"ingest/{self.exchange}/{product.symbol}")
+                except LockHeld as exc:
+                    item.status, item.error = Status.SKIPPED, str(exc)
+                    report.products.append(item)
+                    continue
+                def work(sink: ProductWriter) -> None:
+                    repair.refetch(self.source, sink, self.storage, self.gap_log, self.run_id)
+
+                self._under_lease(product, keeper, lease, item, IngestOptions(), work)
+                item.elapsed_s = time.monotonic() - started
+                report.products.append(item)
+        report.interrupted = self.stop.stopped
+        report.finished_at = datetime.now(UTC)
+        return report
+
+    def _start(self, product: Product, stored: Stored[Checkpoint] | None, item: ProductReport,
+               options: IngestOptions) -> ActiveProduct:
+        """Where this run starts: the checkpoint's watermark, or a cold start at --since."""
+        if stored is None:
+            item.cold_start = True
+            since = self.since_us(options)
+            return ActiveProduct(product, item, None, 0, 0, None, since)
+        cp = stored.value
+        known_us = None if cp.last_trade_time is None else to_us(cp.last_trade_time)
+        item.watermark_before = item.watermark_after = cp.last_trade_id
+        return ActiveProduct(product, item, stored, cp.start_after_id, cp.last_trade_id, known_us,
+                             known_us or 0, cp.cursor, cp.derived_after_id, cp.derived_through_id)
 
     def _acquire(self, keeper: LeaseKeeper, name: str, wait_s: float) -> Lease:
         deadline = time.monotonic() + wait_s
@@ -189,44 +252,60 @@ class Ingestor:
             try:
                 return keeper.acquire(name)
             except LockHeld:
-                if time.monotonic() >= deadline or self._stop.is_set():
+                if time.monotonic() >= deadline or self.stop.stopped:
                     raise
-            self._stop.wait(min(1.0, max(0.05, deadline - time.monotonic())))
+            self.stop.wait(min(1.0, max(0.05, deadline - time.monotonic())))
+            self.stop.check()
 
-    # -- what both strategies share -------------------------------------------------
 
-    def write_raw(self, run: ProductRun, trades: list[RawTrade], lo: int, hi: int,
-                  missing: list[tuple[int, int]], requests: list[RequestRecord]) -> ChunkOutcome:
-        """One immutable raw file for the trades covering ids (lo, hi] (none: no file)."""
+class ProductWriter:
+    """The ``ProductSink`` of one product under its lease: raw files, gap log, checkpoint."""
+
+    def __init__(self, engine: Ingestor, keeper: LeaseKeeper, lease: Lease, report: ProductReport,
+                 state: ActiveProduct) -> None:
+        self.engine = engine
+        self.keeper = keeper
+        self.lease = lease
+        self.report = report
+        self.state = state
+        self.stop = engine.stop
+
+    def started(self, total_ids: int | None) -> None:
+        self.engine.progress.product_started(self.report.label, total_ids)
+
+    def save_start(self) -> None:
+        self.report.watermark_before = self.report.watermark_after = self.state.watermark
+        self._save_checkpoint()
+
+    def write(self, trades: list[RawTrade], lo: int, hi: int, missing: list[tuple[int, int]],
+              requests: list[RequestRecord]) -> ChunkOutcome:
         if not trades:
             return ChunkOutcome(None, 0, None, None, None, None, missing)
-        product = run.product
+        engine, product = self.engine, self.state.product
         first, last = trades[0], trades[-1]
-        first_us = self.source.trade_time_us(first.record)
-        last_us = self.source.trade_time_us(last.record)
+        first_us = engine.source.trade_time_us(first.record)
+        last_us = engine.source.trade_time_us(last.record)
         header = files.RawHeader(
-            exchange=self.exchange, symbol=product.symbol, native_id=product.native_id,
-            endpoint=self.source.endpoint, time_unit=self.source.time_unit,
+            exchange=engine.exchange, symbol=product.symbol, native_id=product.native_id,
+            endpoint=engine.source.endpoint, time_unit=engine.source.time_unit,
             covers_after_id=lo, covers_through_id=hi,
             first_trade_id=first.trade_id, last_trade_id=last.trade_id, trade_count=len(trades),
-            first_trade_time=us_to_datetime(first_us), last_trade_time=us_to_datetime(last_us),
-            missing_ids=missing, fetched_at=max(r.fetched_at for r in requests),
-            requests=[files.request_meta(r) for r in requests],
-            writer=files.WriterMeta(run_id=self.run_id, owner=self.owner, lease_token=run.lease.token),
+            first_trade_time=from_us(first_us), last_trade_time=from_us(last_us),
+            missing_ids=missing, fetched_at=max(r.fetched_at for r in requests), requests=requests,
+            writer=files.WriterMeta(run_id=engine.run_id, owner=engine.owner, lease_token=self.lease.token),
         )
-        key = RawKey(self.exchange, product.symbol, us_to_datetime(first_us).date(),
-                     first.trade_id, last.trade_id).key
+        key = RawKey(engine.exchange, product.symbol, from_us(first_us).date(), first.trade_id,
+                     last.trade_id).key
         data = files.encode(header, trades)
-        run.keeper.check(run.lease)
-        written = self.storage.create(key, data)
+        self.keeper.check(self.lease)
+        written = engine.storage.create(key, data)
         if not written:
             log.info("raw file %s already exists (same trade range); keeping the existing one", key)
         return ChunkOutcome(key, len(trades), first.trade_id, last.trade_id, first_us, last_us, missing,
                             raw_bytes=len(data) if written else 0)
 
-    def note(self, run: ProductRun, outcome: ChunkOutcome, ids_covered: int) -> None:
-        """Count a completed chunk or page in the report and the progress display."""
-        item = run.report
+    def note(self, outcome: ChunkOutcome, ids_covered: int) -> None:
+        item = self.report
         if outcome.first_id is not None and outcome.last_id is not None:
             assert outcome.first_us is not None and outcome.last_us is not None
             item.note_trades(outcome.first_id, outcome.last_id, outcome.first_us, outcome.last_us,
@@ -235,31 +314,63 @@ class Ingestor:
         item.files_written += int(outcome.key is not None and not outcome.adopted)
         item.raw_bytes += outcome.raw_bytes
         item.missing_ids += sum(b - a + 1 for a, b in outcome.missing)
-        self.progress.chunk_done(item.label, ids_covered, outcome.trades, item.stats)
+        self.engine.progress.chunk_done(item.label, ids_covered, outcome.trades, item.stats)
 
-    def commit(self, run: ProductRun, outcomes: list[ChunkOutcome], watermark: int,
-               cursor: str | None = None) -> None:
-        """Move the watermark over committed outcomes: gap log first, then the checkpoint."""
+    def commit(self, outcomes: list[ChunkOutcome], watermark: int, cursor: str | None = None) -> None:
         missing = [gap for outcome in outcomes for gap in outcome.missing]
+        state, engine = self.state, self.engine
         if missing:
-            run.keeper.check(run.lease)
-            self.gap_log.add(self.exchange, run.product.symbol, missing, run_id=self.run_id,
-                             detected_at=datetime.now(UTC))
+            self.keeper.check(self.lease)
+            engine.gap_log.add(engine.exchange, state.product.symbol, missing, run_id=engine.run_id,
+                               detected_at=datetime.now(UTC))
         for outcome in outcomes:
             if outcome.last_us is not None:
-                run.watermark_us = outcome.last_us
-        run.watermark = watermark
-        run.cursor = cursor if cursor is not None else run.cursor
-        self.save_checkpoint(run)
-        run.report.watermark_after = watermark
+                state.watermark_us = outcome.last_us
+        state.watermark = watermark
+        state.cursor = cursor if cursor is not None else state.cursor
+        self._save_checkpoint()
+        self.report.watermark_after = watermark
 
-    def save_checkpoint(self, run: ProductRun) -> None:
+    def _save_checkpoint(self) -> None:
+        state, engine = self.state, self.engine
         checkpoint = Checkpoint(
-            exchange=self.exchange, symbol=run.product.symbol, endpoint=self.source.endpoint,
-            start_after_id=run.start_after_id, last_trade_id=run.watermark,
-            last_trade_time=None if run.watermark_us is None else us_to_datetime(run.watermark_us),
-            cursor=run.cursor, updated_at=datetime.now(UTC), run_id=self.run_id,
-            lease_token=run.lease.token,
+            exchange=engine.exchange, symbol=state.product.symbol, endpoint=engine.source.endpoint,
+            start_after_id=state.start_after_id, last_trade_id=state.watermark,
+            last_trade_time=None if state.watermark_us is None else from_us(state.watermark_us),
+            cursor=state.cursor, derived_after_id=state.derived_after,
+            derived_through_id=state.derived_through, updated_at=datetime.now(UTC),
+            run_id=engine.run_id, lease_token=self.lease.token,
         )
-        run.keeper.check(run.lease)
-        run.stored = self.checkpoints.commit(checkpoint, run.stored)
+        self.keeper.check(self.lease)
+        state.stored = engine.checkpoints.commit(checkpoint, state.stored)
+
+    def leftovers(self, head_id: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
+        """Raw files above the watermark were never committed: adopt or delete them."""
+        storage, state = self.engine.storage, self.state
+        prefix = product_prefix(self.engine.exchange, state.product.symbol)
+        watermark = state.watermark
+        # Files are foldered by their first trade's day; start a day early for clock slack.
+        day = (from_us(state.earliest_us) - timedelta(days=1)).date()
+        adoptable: dict[Chunk, ChunkOutcome] = {}
+        for info in storage.list(prefix, start_after=f"{prefix}date={day.isoformat()}"):
+            parsed = parse_key(info.key)
+            if parsed is None or parsed.first_id <= watermark:
+                continue
+            data = storage.read(info.key)
+            if data is None:
+                continue
+            try:
+                header: files.RawHeader | None = files.read_header(data, storage.url_for(info.key))
+            except CorruptState:
+                header = None
+            if header is not None:
+                chunk = Chunk(header.covers_after_id, header.covers_through_id)
+                on_grid = chunk.lo >= watermark and (chunk.lo - watermark) % chunk_size == 0
+                if on_grid and chunk.hi == min(chunk.lo + chunk_size, head_id):
+                    adoptable[chunk] = ChunkOutcome.from_header(info.key, header, adopted=True)
+                    continue
+            log.info("deleting uncommitted leftover %s (does not match this run's plan)", info.key)
+            self.keeper.check(self.lease)
+            with contextlib.suppress(SchemahubError):
+                storage.delete(info.key)
+        return adoptable

@@ -17,6 +17,8 @@ from schemahub.infra.checkpoints import Checkpoint, checkpoint_key
 from schemahub.infra.storage import Storage
 from schemahub.raw import files
 from schemahub.raw.layout import parse_key, product_prefix
+from schemahub.sources.base import is_derived
+from schemahub.timeutil import to_us
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Rebuilt:
     """Raw files whose header could not be read (they do not count as coverage)."""
 
 
-def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str) -> Rebuilt:
+def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str,
+                      cursor_paged: bool = False) -> Rebuilt:
     headers: list[files.RawHeader] = []
     unreadable: list[str] = []
     for info in storage.list(product_prefix(exchange, symbol)):
@@ -38,21 +41,43 @@ def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str)
             headers.append(files.read_header(data or b"", storage.url_for(info.key)))
         except CorruptState:
             unreadable.append(info.key)
-    if not headers:
+    real = [h for h in headers if not is_derived(h.first_trade_id)]
+    derived = [h for h in headers if is_derived(h.first_trade_id)]
+    if not real and not derived:
         return Rebuilt(None, 0, unreadable)
-    headers.sort(key=lambda h: (h.covers_after_id, h.covers_through_id))
-    start = headers[0].covers_after_id
-    watermark, last_time = start, None
+    endpoints = {h.endpoint for h in headers}
+    if len(endpoints) > 1:
+        raise CorruptState(f"the raw files of {exchange} {symbol} come from several endpoints "
+                           f"({', '.join(sorted(endpoints))}): move the foreign ones aside first",
+                           path=symbol)
+    start, watermark, last_time = _contiguous(real)
+    derived_after, derived_through, derived_time = _contiguous(derived)
+    newest = max((t for t in (last_time, derived_time) if t is not None), default=None)
+    checkpoint = Checkpoint(
+        exchange=exchange, symbol=symbol, endpoint=endpoints.pop(), start_after_id=start,
+        last_trade_id=watermark, last_trade_time=last_time or derived_time,
+        # Cursor venues resume just before the newest covered trade (a repeat is dropped by id).
+        cursor=None if newest is None or not cursor_paged else str(to_us(newest) * 1000 - 1),
+        derived_after_id=derived_after if derived else None,
+        derived_through_id=derived_through if derived else None,
+        updated_at=datetime.now(UTC), run_id=run_id, lease_token=0)
+    return Rebuilt(checkpoint, len(headers), unreadable)
+
+
+def _contiguous(headers: list[files.RawHeader]) -> tuple[int, int, datetime | None]:
+    """(start, end, time of the end) of the contiguous coverage from the lowest covered id."""
+    if not headers:
+        return 0, 0, None
+    headers = sorted(headers, key=lambda h: (h.covers_after_id, h.covers_through_id))
+    start = watermark = headers[0].covers_after_id
+    last_time = None
     for header in headers:
         if header.covers_after_id > watermark:
             break  # a hole: nothing beyond it is contiguous
         if header.covers_through_id > watermark:
             watermark = header.covers_through_id
             last_time = header.last_trade_time
-    checkpoint = Checkpoint(exchange=exchange, symbol=symbol, start_after_id=start, last_trade_id=watermark,
-                            last_trade_time=last_time, updated_at=datetime.now(UTC), run_id=run_id,
-                            lease_token=0)
-    return Rebuilt(checkpoint, len(headers), unreadable)
+    return start, watermark, last_time
 
 
 def write_checkpoint(storage: Storage, checkpoint: Checkpoint) -> str:

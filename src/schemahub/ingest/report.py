@@ -1,4 +1,5 @@
-"""Typed results of an ingest run, and the progress interface the engine reports to."""
+"""Typed results of an ingest run, the progress interface the engine reports to, and how a
+run's reports become its run record (metrics/runs.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from schemahub.http.client import RequestStats
-from schemahub.sources.base import us_to_datetime
+from schemahub.metrics.counters import HttpCounts, RequestStats
+from schemahub.metrics.runs import ExchangeRun, RunProduct, RunRecord
+from schemahub.timeutil import from_us
 
 
 class Status(enum.StrEnum):
@@ -43,6 +45,8 @@ class ProductReport:
     planned_requests: int = 0
     elapsed_s: float = 0.0
     error: str | None = None
+    config_error: bool = False
+    """The failure is the user's configuration (exit status 2), not the run's (1)."""
     stats: RequestStats = field(default_factory=RequestStats)
 
     @property
@@ -52,6 +56,9 @@ class ProductReport:
     @property
     def label(self) -> str:
         return f"{self.exchange} {self.symbol}"
+
+    def fail(self, error: str, *, config: bool = False) -> None:
+        self.status, self.error, self.config_error = Status.FAILED, error, config
 
     def note_trades(self, first_id: int, last_id: int, first_us: int, last_us: int, count: int) -> None:
         self.trades += count
@@ -63,12 +70,23 @@ class ProductReport:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stats"}
         out["status"] = self.status.value
-        out["stats"] = self.stats.snapshot()
+        out["stats"] = self.stats.snapshot().model_dump()
         for name in ("first_trade_us", "last_trade_us"):
             value = out.pop(name)
-            out[name.replace("_us", "_time")] = None if value is None else us_to_datetime(value).isoformat()
+            out[name.replace("_us", "_time")] = None if value is None else from_us(value).isoformat()
         out["trades_per_s"] = round(self.trades_per_s, 1)
         return out
+
+    def to_run_product(self) -> RunProduct:
+        stats = self.stats.snapshot()
+        last = None if self.last_trade_us is None else from_us(self.last_trade_us)
+        return RunProduct(
+            exchange=self.exchange, symbol=self.symbol, status=self.status.value, trades=self.trades,
+            requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited,
+            server_errors=stats.server_errors, bytes=stats.bytes, raw_bytes=self.raw_bytes,
+            watermark_before=self.watermark_before, watermark_after=self.watermark_after,
+            last_trade_time=last, missing_ids=self.missing_ids, elapsed_s=round(self.elapsed_s, 3),
+            error=self.error)
 
 
 @dataclass
@@ -81,10 +99,15 @@ class IngestReport:
     interrupted: bool = False
     products: list[ProductReport] = field(default_factory=list)
     estimated_seconds: float | None = None
-    http: dict[str, Any] = field(default_factory=dict)
-    """The exchange client's counters for the run (statuses, latency histogram, breaker)."""
+    http: HttpCounts = field(default_factory=HttpCounts)
+    """The exchange client's counters for the run."""
+    breaker_trips: int = 0
+    breaker_state: str = "closed"
     error: str | None = None
-    """Why the exchange was not asked at all (a ban from an earlier run)."""
+    """Why the exchange as a whole did not run (a ban, unreachable, its product list)."""
+    config_error: bool = False
+    error_exit: int = 1
+    """The exit status ``error`` stands for (3: another run of the same job holds it)."""
 
     @property
     def failed(self) -> list[ProductReport]:
@@ -93,6 +116,19 @@ class IngestReport:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.interrupted and self.error is None
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok; 130 interrupted; 2 when every failure is configuration; else 1."""
+        if self.ok:
+            return 0
+        if self.interrupted or any(p.status is Status.INTERRUPTED for p in self.products):
+            return 130
+        if self.error is not None and self.error_exit == 3:
+            return 3
+        config = (self.error is None or self.config_error) and all(
+            p.config_error for p in self.products if p.status is Status.FAILED)
+        return 2 if config else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,8 +142,35 @@ class IngestReport:
             "error": self.error,
             "estimated_seconds": self.estimated_seconds,
             "products": [p.to_dict() for p in self.products],
-            "http": self.http,
+            "http": {**self.http.model_dump(), "breaker_trips": self.breaker_trips,
+                     "breaker_state": self.breaker_state},
         }
+
+    def to_exchange_run(self) -> ExchangeRun:
+        return ExchangeRun(exchange=self.exchange, breaker_trips=self.breaker_trips,
+                           breaker_state=self.breaker_state, **self.http.model_dump())
+
+
+def exit_code(reports: list[IngestReport]) -> int:
+    """The run's exit status over several exchanges: the most serious one's."""
+    codes = {report.exit_code for report in reports}
+    for code in (130, 1, 3, 2):
+        if code in codes:
+            return code
+    return 0
+
+
+def record_ingest(record: RunRecord, reports: list[IngestReport]) -> None:
+    """Fill an ingest run's record from its exchanges' reports."""
+    for report in reports:
+        record.exchanges.append(report.to_exchange_run())
+        record.products.extend(p.to_run_product() for p in report.products)
+        if report.error:
+            record.details.setdefault("exchange_errors", {})[report.exchange] = report.error
+    code = exit_code(reports)
+    record.status = "interrupted" if code == 130 else "failed" if code else "ok"
+    record.trades = sum(p.trades for p in record.products)
+    record.details["exchange_run_ids"] = {r.exchange: r.run_id for r in reports}
 
 
 class Progress(Protocol):

@@ -1,15 +1,22 @@
-"""The state one product's ingestion carries between the engine and its strategy."""
+"""What one product's ingestion carries between the engine and its strategy.
+
+A strategy (``chunked`` for dense ids, ``sequential`` for cursors) decides what to fetch;
+it writes and commits only through a ``ProductSink`` - the narrow interface the engine
+gives it for one product under its lease - and never touches storage, leases or reports.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from schemahub.infra.checkpoints import Checkpoint, Stored
-from schemahub.infra.locks import Lease, LeaseKeeper
+from schemahub.ingest.plan import Chunk
 from schemahub.ingest.report import ProductReport
 from schemahub.raw import files
-from schemahub.sources.base import Product
+from schemahub.sources.base import Product, RawTrade, RequestRecord
+from schemahub.stop import StopToken
+from schemahub.timeutil import to_us
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,15 @@ class ChunkOutcome:
     @classmethod
     def from_header(cls, key: str, h: files.RawHeader, adopted: bool) -> ChunkOutcome:
         return cls(key, h.trade_count, h.first_trade_id, h.last_trade_id,
-                   micros(h.first_trade_time), micros(h.last_trade_time),
+                   to_us(h.first_trade_time), to_us(h.last_trade_time),
                    [(a, b) for a, b in h.missing_ids], adopted)
 
 
 @dataclass
-class ProductRun:
+class ActiveProduct:
     """One product's ingestion in progress (one thread owns it)."""
 
     product: Product
-    lease: Lease
-    keeper: LeaseKeeper
     report: ProductReport
     stored: Stored[Checkpoint] | None
     start_after_id: int
@@ -64,10 +69,33 @@ class ProductRun:
     earliest_us: int
     """No uncommitted file of this product can hold a trade older than this."""
     cursor: str | None = None
+    derived_after: int | None = None
+    derived_through: int | None = None
+    """Rows without a trade id (cursor venues): their derived ids' covered range."""
 
 
-def micros(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+class ProductSink(Protocol):
+    """Where a strategy writes one product's raw files and moves its checkpoint."""
 
+    state: ActiveProduct
+    stop: StopToken
 
+    def started(self, total_ids: int | None) -> None:
+        """The product's work is planned (for progress: ids to cover, if known)."""
 
+    def save_start(self) -> None:
+        """Record a cold start at once, so a re-run resumes on the same plan."""
+
+    def write(self, trades: list[RawTrade], lo: int, hi: int, missing: list[tuple[int, int]],
+              requests: list[RequestRecord]) -> ChunkOutcome:
+        """One immutable raw file for the trades covering ids (lo, hi] (none: no file)."""
+
+    def note(self, outcome: ChunkOutcome, ids_covered: int) -> None:
+        """Count a completed chunk or page in the report and the progress display."""
+
+    def commit(self, outcomes: list[ChunkOutcome], watermark: int, cursor: str | None = None) -> None:
+        """Move the watermark over committed outcomes: gap log first, then the checkpoint
+        (with ``state``'s cursor and derived-id range as the strategy left them)."""
+
+    def leftovers(self, head_id: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
+        """Adopt raw files a crashed run left above the watermark on this plan; delete others."""

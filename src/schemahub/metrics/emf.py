@@ -6,10 +6,11 @@ which extracts the metrics. The documents are built by the official
 ``aws-embedded-metrics`` serializer; only the sink is ours (stderr, because stdout
 carries command output such as ``--json`` reports).
 
-Namespace ``SchemaHub`` (``SCHEMAHUB_METRICS_NAMESPACE``). Metrics, by dimension set:
+Namespace ``SchemaHub`` (settings: ``SCHEMAHUB_METRICS_NAMESPACE``). Metrics, by dimension set:
 
 * ``Command``            RunDuration (s), RunFailed, RunNeedsAttention, Trades; for ingest
-                         also FreshnessLagMax (s, the stalest product), for check also
+                         also FreshnessLagMax (s, the stalest product) and BannedMax (1 when
+                         any exchange banned the IP), for check also
                          ChecksFailed and UnexplainedGaps (all products): one series each
                          to alarm on
 * ``Check``              CheckFailed (0/1 per data-quality check of a ``check`` run)
@@ -20,7 +21,6 @@ Namespace ``SchemaHub`` (``SCHEMAHUB_METRICS_NAMESPACE``). Metrics, by dimension
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import IO, Any
 
@@ -32,9 +32,8 @@ from schemahub.metrics.runs import RunRecord
 NAMESPACE = "SchemaHub"
 
 
-def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
+def documents(record: RunRecord, namespace: str = NAMESPACE) -> list[str]:
     """The EMF log lines for one run."""
-    namespace = namespace or os.environ.get("SCHEMAHUB_METRICS_NAMESPACE") or NAMESPACE
     lines: list[str] = []
     timestamp = int((record.finished_at or record.started_at).timestamp() * 1000)
 
@@ -62,6 +61,8 @@ def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
         ("RunNeedsAttention", float(record.status == "attention"), "Count"),
         ("Trades", float(record.trades), "Count"),
         *([("FreshnessLagMax", max(lags), "Seconds")] if lags else []),
+        *([("BannedMax", float(max(ex.banned for ex in record.exchanges)), "Count")]
+          if record.command == "ingest" and record.exchanges else []),
         *([("ChecksFailed", float(sum(c["status"] == "fail" for c in checks)), "Count")] if checks else []),
         *([("UnexplainedGaps", float(sum(gaps)), "Count")] if record.command == "check" else []),
     ])
@@ -90,8 +91,8 @@ def documents(record: RunRecord, namespace: str | None = None) -> list[str]:
     return lines
 
 
-def emit(record: RunRecord, stream: IO[str] | None = None) -> None:
+def emit(record: RunRecord, namespace: str = NAMESPACE, stream: IO[str] | None = None) -> None:
     out = stream or sys.stderr
-    for line in documents(record):
+    for line in documents(record, namespace):
         out.write(line + "\n")
     out.flush()

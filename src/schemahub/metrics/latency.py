@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemahub.http.client import LATENCY_BUCKETS
+from schemahub.metrics.counters import LATENCY_BUCKETS
 
 
 def quantile(buckets: Sequence[int], q: float) -> float | None:

@@ -24,9 +24,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from schemahub.errors import SchemahubError
-from schemahub.http.client import LATENCY_BUCKETS
 from schemahub.infra.checkpoints import CheckpointStore
 from schemahub.infra.storage import Storage
+from schemahub.metrics.counters import LATENCY_BUCKETS
 from schemahub.metrics.latency import merge
 from schemahub.metrics.runs import RUNS_PREFIX, RunRecord, read_record
 

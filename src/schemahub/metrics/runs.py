@@ -16,30 +16,25 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemahub.errors import SchemahubError
+from schemahub.errors import ConfigError, Interrupted, SchemahubError
 from schemahub.infra import processes
 from schemahub.infra.storage import Storage
+from schemahub.metrics.counters import HttpCounts
 from schemahub.metrics.latency import quantile
-
-if TYPE_CHECKING:
-    from schemahub.ingest.report import IngestReport
-    from schemahub.quality.checks import CheckResult
-    from schemahub.table.delta import CompactResult
-    from schemahub.transform.runner import TransformReport
+from schemahub.timeutil import new_run_id
 
 log = logging.getLogger("schemahub.runs")
 
 RUNS_PREFIX = "runs/"
-Command = Literal["ingest", "transform", "compact", "check"]
+Command = Literal["ingest", "transform", "compact", "check", "repair", "certify", "run"]
 RunStatus = Literal["ok", "failed", "interrupted", "attention"]
 
 
@@ -47,23 +42,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ExchangeRun(_Model):
-    """One exchange's HTTP client over a run."""
+class ExchangeRun(HttpCounts):
+    """One exchange's HTTP client over a run: its counters, and the circuit breaker's state."""
 
     exchange: str
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
-    malformed: int = 0
-    banned: int = 0
-    bytes: int = 0
-    limiter_wait_s: float = 0.0
-    latency_s: float = 0.0
-    statuses: dict[str, int] = Field(default_factory=dict)
-    latency_buckets: list[int] = Field(default_factory=list)
     breaker_trips: int = 0
     breaker_state: str = "closed"
 
@@ -73,7 +55,7 @@ class ExchangeRun(_Model):
         return None if seconds is None else seconds * 1000
 
 
-class ProductRun(_Model):
+class RunProduct(_Model):
     """One product's share of a run (the fields a command does not produce stay null)."""
 
     exchange: str
@@ -113,7 +95,7 @@ class RunRecord(_Model):
     error: str | None = None
     trades: int = 0
     exchanges: list[ExchangeRun] = Field(default_factory=list)
-    products: list[ProductRun] = Field(default_factory=list)
+    products: list[RunProduct] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -124,8 +106,8 @@ class RunRecord(_Model):
 
 def new_record(command: Command) -> RunRecord:
     now = datetime.now(UTC)
-    return RunRecord(run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", command=command,
-                     host=processes.HOST, pid=os.getpid(), started_at=now)
+    return RunRecord(run_id=new_run_id(now), command=command, host=processes.HOST, pid=os.getpid(),
+                     started_at=now)
 
 
 def save(storage: Storage, record: RunRecord) -> None:
@@ -155,84 +137,28 @@ def load_all(storage: Storage) -> list[RunRecord]:
 
 
 @contextmanager
-def recording(storage: Storage, command: Command, emit: bool = False) -> Iterator[RunRecord]:
-    """Record the run in the ``with`` block; an exception marks it failed (and propagates)."""
+def recording(storage: Storage, command: Command, emit: str | None = None) -> Iterator[RunRecord]:
+    """Record the run in the ``with`` block; an exception marks it failed (and propagates).
+
+    A ``ConfigError`` is bad input refused before any work: nothing is written, not even the
+    record. ``emit``: a CloudWatch namespace to also print the run's metrics to (EMF on stderr).
+    """
     record = new_record(command)
     try:
         yield record
-    except BaseException as exc:
-        record.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        record.error = str(exc) or type(exc).__name__
+    except ConfigError:
         raise
-    finally:
-        save(storage, record)
-        if emit:
-            from schemahub.metrics import emf
-
-            emf.emit(record)
-
-
-# -- from the stages' reports ------------------------------------------------------------------
+    except BaseException as exc:
+        record.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
+        record.error = str(exc) or type(exc).__name__
+        _finish(storage, record, emit)
+        raise
+    _finish(storage, record, emit)
 
 
-def add_ingest(record: RunRecord, reports: list[IngestReport]) -> None:
-    for report in reports:
-        record.exchanges.append(ExchangeRun(exchange=report.exchange, **{
-            k: v for k, v in report.http.items() if k in ExchangeRun.model_fields}))
-        for p in report.products:
-            stats = p.stats.snapshot()
-            last = None if p.last_trade_us is None else datetime.fromtimestamp(p.last_trade_us / 1e6, UTC)
-            record.products.append(ProductRun(
-                exchange=p.exchange, symbol=p.symbol, status=p.status.value, trades=p.trades,
-                requests=stats["requests"], retries=stats["retries"], rate_limited=stats["rate_limited"],
-                server_errors=stats["server_errors"], bytes=stats["bytes"], raw_bytes=p.raw_bytes,
-                watermark_before=p.watermark_before, watermark_after=p.watermark_after,
-                last_trade_time=last, missing_ids=p.missing_ids,
-                elapsed_s=round(p.elapsed_s, 3), error=p.error))
-        if report.error:
-            record.details.setdefault("exchange_errors", {})[report.exchange] = report.error
-        if report.interrupted:
-            record.status = "interrupted"
-        elif not report.ok and record.status == "ok":
-            record.status = "failed"
-    record.trades = sum(p.trades for p in record.products)
-    record.details["exchange_run_ids"] = {r.exchange: r.run_id for r in reports}
+def _finish(storage: Storage, record: RunRecord, emit: str | None) -> None:
+    save(storage, record)
+    if emit:
+        from schemahub.metrics import emf
 
-
-def add_transform(record: RunRecord, report: TransformReport) -> None:
-    for p in report.products:
-        record.products.append(ProductRun(
-            exchange=p.exchange, symbol=p.symbol, status="ok" if not p.quarantined else "attention",
-            trades=p.rows_written, duplicates_dropped=p.duplicates_dropped, quarantined=p.quarantined,
-            watermark_before=p.cursor_before.through_id if p.cursor_before else None,
-            watermark_after=p.cursor_after.through_id if p.cursor_after else None))
-    record.trades = report.rows_written
-    record.status = "attention" if report.needs_attention else "ok"
-    record.details.update(run_id=report.run_id, rebuild=report.rebuild, raw_trades=report.raw_trades,
-                          table_version_before=report.table_version_before,
-                          table_version_after=report.table_version_after, errors=report.errors,
-                          quarantined=[q.key for q in report.quarantined])
-
-
-def add_compact(record: RunRecord, result: CompactResult) -> None:
-    record.details.update(version_before=result.version_before, version_after=result.version_after,
-                          files_removed=result.files_removed, files_added=result.files_added,
-                          vacuumed=len(result.vacuumed))
-
-
-def add_check(record: RunRecord, results: list[CheckResult]) -> None:
-    record.details["checks"] = [{"name": r.name, "status": r.status, "summary": r.summary} for r in results]
-    if any(r.status == "fail" for r in results):
-        record.status = "failed"
-    by_product: dict[tuple[str, str], ProductRun] = {}
-    for result in results:
-        for row in result.details:
-            if "exchange" not in row or "symbol" not in row:
-                continue
-            key = (row["exchange"], row["symbol"])
-            product = by_product.setdefault(key, ProductRun(exchange=key[0], symbol=key[1], status="ok"))
-            if result.name == "gaps" and "rows" in row:
-                product.unexplained_gaps = int(row.get("unexplained_ids", 0))
-                if product.unexplained_gaps:
-                    product.status = "failed"
-    record.products = list(by_product.values())
+        emf.emit(record, emit)

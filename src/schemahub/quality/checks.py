@@ -4,17 +4,19 @@ Each check returns a ``CheckResult`` (ok / fail / skip with a one-line summary a
 details). ``check`` exits 1 when any check fails.
 
 * duplicates      - rows sharing (exchange, symbol, trade_id)
-* gaps            - trade ids missing inside a product's transformed window, split into
-                    known exchange gaps (the ingest gap log), ids inside quarantined raw
-                    files, and unexplained ones (a failure); products whose ids are
-                    derived (Kraken rows without one) have no sequence and are skipped
-* reconciliation  - per product, the table holds exactly the raw trades of its window:
-                    count == window ids - exchange gaps - quarantined trades (with --deep,
-                    every raw id is compared with the table, both ways)
+* gaps            - per product, the table holds every trade id of its transformed window
+                    except those the exchange skipped (the ingest gap log). Ids missing for
+                    a known reason - inside a quarantined raw file, or awaiting a repair -
+                    still fail (they are missing) but say what to do; the rest are
+                    unexplained. More rows than the window allows is a surplus. Products
+                    whose ids are derived (Kraken rows without one) have no sequence and
+                    are skipped. (With --deep, every raw id is compared with the table.)
 * freshness       - newest trade per product against a threshold
 * values          - non-positive prices or quantities
 * future          - trades stamped in the future (beyond a clock-skew allowance)
 * quarantine      - raw files the transform could not use
+* state           - lake state files that cannot be read (checkpoints, gap logs,
+                    quarantine records, repair logs, bans), each with its recovery
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from schemahub.infra.checkpoints import GapLogStore
+from schemahub.errors import SchemahubError
+from schemahub.infra.checkpoints import GapLogStore, RepairStore
 from schemahub.infra.storage import Storage
+from schemahub.metrics.runs import RunProduct, RunRecord
+from schemahub.quality import state_files
 from schemahub.query.engine import QueryEngine
 from schemahub.raw.layout import parse_key
 from schemahub.table.delta import Cursor, TradesTable
@@ -92,17 +97,23 @@ class Checker:
             return [CheckResult("table", "fail", f"no table at {self.table.uri}: run `schemahub transform`")]
         products = self._products()
         cursors = self.table.cursors(delta, products)
+        derived = self.table.cursors(delta, products, derived=True)
         quarantined = state.all_quarantined(self.storage)
         results = [
             self.duplicates(),
-            self.gaps_and_reconciliation(cursors, quarantined),
+            self.gaps_and_reconciliation(cursors, quarantined, derived),
             self.freshness(options.freshness),
             self.values(),
             self.future(options.future_skew),
             self.quarantine(quarantined),
+            self.readable_state(),
         ]
         if options.deep:
-            results.append(self.deep_reconciliation(cursors, quarantined))
+            windows: dict[tuple[str, str], list[Cursor]] = {}
+            for found in (cursors, derived):
+                for key, cursor in found.items():
+                    windows.setdefault(key, []).append(cursor)
+            results.append(self.deep_reconciliation(windows, quarantined))
         return results
 
     def _products(self) -> list[tuple[str, str]]:
@@ -119,20 +130,21 @@ class Checker:
                            _rows(dupes.slice(0, _SAMPLE)))
 
     def gaps_and_reconciliation(self, cursors: dict[tuple[str, str], Cursor],
-                                quarantined: list[state.Quarantined]) -> CheckResult:
+                                quarantined: list[state.Quarantined],
+                                derived_cursors: dict[tuple[str, str], Cursor] | None = None) -> CheckResult:
         gap_logs = GapLogStore(self.storage)
         quarantined_ranges = self._quarantined_ranges(quarantined)
-        derived = {(r["exchange"], r["symbol"]) for r in _rows(self.engine.sql(
-            "SELECT DISTINCT exchange, symbol FROM trades WHERE id_kind = 'derived'"))}
+        repairing = self._repair_ranges()
         details: list[dict[str, Any]] = []
-        failed = 0
+        for (exchange, symbol), window in sorted((derived_cursors or {}).items()):
+            # positions, not a sequence: nothing to count against
+            details.append({"exchange": exchange, "symbol": symbol,
+                            "window": [window.from_id + 1, window.through_id],
+                            "skipped": "derived ids (rows without a trade id) have no sequence"})
+        missing_products = surplus_products = 0
         for (exchange, symbol), cursor in sorted(cursors.items()):
             lo, hi = cursor.from_id + 1, cursor.through_id
             if hi < lo:
-                continue
-            if (exchange, symbol) in derived:  # positions, not a sequence: nothing to count against
-                details.append({"exchange": exchange, "symbol": symbol, "window": [lo, hi],
-                                "skipped": "derived ids (rows without a trade id) have no sequence"})
                 continue
             stats = _rows(self.engine.sql(
                 "SELECT count(*) AS n FROM trades WHERE exchange = $exchange AND symbol = $symbol "
@@ -140,27 +152,47 @@ class Checker:
                 {"exchange": exchange, "symbol": symbol, "lo": lo, "hi": hi}))[0]
             log = gap_logs.load(exchange, symbol)
             known = _merge(_clip(((g.first_id, g.last_id) for g in log.value.gaps) if log else [], lo, hi))
-            in_quarantine = _merge(_clip(quarantined_ranges.get((exchange, symbol), []), lo, hi))
-            expected = (hi - lo + 1) - _size(known) - _size(_subtract(in_quarantine, known))
+            expected = (hi - lo + 1) - _size(known)
             row: dict[str, Any] = {"exchange": exchange, "symbol": symbol, "window": [lo, hi],
-                                   "rows": stats["n"], "expected": expected, "known_gaps": _size(known),
-                                   "quarantined_ids": _size(in_quarantine)}
-            if stats["n"] != expected:
-                missing = self._missing_ids(exchange, symbol, lo, hi)
-                unexplained = _subtract(_subtract(missing, known), in_quarantine)
-                row["unexplained_gaps"] = unexplained[:_SAMPLE]
-                row["unexplained_ids"] = _size(unexplained)
-                if unexplained or stats["n"] > expected:
-                    failed += 1
+                                   "rows": stats["n"], "expected": expected, "known_gaps": _size(known)}
+            if stats["n"] < expected:
+                missing = _subtract(self._missing_ids(exchange, symbol, lo, hi), known)
+                in_quarantine = _merge(_clip(quarantined_ranges.get((exchange, symbol), []), lo, hi))
+                awaiting = _merge(_clip(repairing.get((exchange, symbol), []), lo, hi))
+                explained = _merge(in_quarantine + awaiting)
+                unexplained = _subtract(missing, explained)
+                row.update(missing_ids=_size(missing),
+                           quarantined_ids=_size(_intersect(missing, in_quarantine)),
+                           repairing_ids=_size(_intersect(missing, awaiting)),
+                           unexplained_ids=_size(unexplained), unexplained_gaps=unexplained[:_SAMPLE])
+                missing_products += 1
+            elif stats["n"] > expected:
+                row["surplus_rows"] = stats["n"] - expected
+                surplus_products += 1
             details.append(row)
         if not details:
             return CheckResult("gaps", "skip", "no transformed product windows yet")
-        if failed:
-            return CheckResult("gaps", "fail", f"{failed} product(s) miss trades their raw files or the "
-                                               "exchange do not explain", details)
+        if missing_products or surplus_products:
+            return CheckResult("gaps", "fail", _gaps_summary(details, missing_products, surplus_products),
+                               details)
         total_known = sum(d.get("known_gaps", 0) for d in details)
         return CheckResult("gaps", "ok", f"every window complete ({total_known} ids skipped by the exchange, "
                                          "all logged); table == raw for every product", details)
+
+    def _repair_ranges(self) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        from schemahub.infra.checkpoints import RepairLog
+
+        ranges: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        store = RepairStore(self.storage)
+        for _, exchange, symbol in store.listed():
+            try:
+                stored = store.load(exchange, symbol)
+            except SchemahubError:
+                continue  # the state check reports it
+            log: RepairLog | None = stored.value if stored else None
+            for r in log.ranges if log else []:
+                ranges.setdefault((exchange, symbol), []).append((r.first_id, r.last_id))
+        return ranges
 
     def _missing_ids(self, exchange: str, symbol: str, lo: int, hi: int) -> list[tuple[int, int]]:
         holes = self.engine.sql("""
@@ -219,16 +251,24 @@ class Checker:
     def quarantine(self, quarantined: list[state.Quarantined]) -> CheckResult:
         if quarantined:
             return CheckResult("quarantine", "fail",
-                               f"{len(quarantined)} raw file(s) quarantined: repair them, then "
-                               "`schemahub transform --retry-quarantined`",
+                               f"{len(quarantined)} raw file(s) quarantined: `schemahub quarantine release "
+                               "--all`, then `schemahub repair` and `schemahub transform`",
                                [q.model_dump(mode="json") for q in quarantined[:_SAMPLE]])
         return CheckResult("quarantine", "ok", "no quarantined raw files")
 
-    def deep_reconciliation(self, cursors: dict[tuple[str, str], Cursor],
+    def readable_state(self) -> CheckResult:
+        broken = state_files.unreadable(self.storage)
+        if broken:
+            return CheckResult("state", "fail", f"{len(broken)} lake state file(s) cannot be read; each "
+                                                "detail says how to recover", [vars(b) for b in broken])
+        return CheckResult("state", "ok", "every checkpoint, gap log, quarantine record, repair log and "
+                                          "ban record reads")
+
+    def deep_reconciliation(self, windows: dict[tuple[str, str], list[Cursor]],
                             quarantined: list[state.Quarantined]) -> CheckResult:
         from schemahub.quality.deep import compare_raw_with_table
 
-        return compare_raw_with_table(self.storage, self.engine, cursors, {q.key for q in quarantined})
+        return compare_raw_with_table(self.storage, self.engine, windows, {q.key for q in quarantined})
 
 
 def _human(span: timedelta) -> str:
@@ -237,6 +277,49 @@ def _human(span: timedelta) -> str:
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def _gaps_summary(details: list[dict[str, Any]], missing: int, surplus: int) -> str:
+    parts = []
+    if missing:
+        counts = {k: sum(d.get(k, 0) for d in details)
+                  for k in ("unexplained_ids", "quarantined_ids", "repairing_ids")}
+        reasons = [f"{counts['unexplained_ids']} unexplained"]
+        if counts["quarantined_ids"]:
+            reasons.append(f"{counts['quarantined_ids']} in quarantined files (`schemahub quarantine "
+                           "release`, then `schemahub repair`)")
+        if counts["repairing_ids"]:
+            reasons.append(f"{counts['repairing_ids']} awaiting repair (`schemahub repair`, then "
+                           "`schemahub transform`)")
+        parts.append(f"{missing} product(s) miss trades: {', '.join(reasons)}")
+    if surplus:
+        rows = sum(d.get("surplus_rows", 0) for d in details)
+        parts.append(f"{surplus} product(s) hold {rows} more rows than their window has trades (a surplus: "
+                     "see the duplicates check)")
+    return "; ".join(parts)
+
+
+def _intersect(ranges: list[tuple[int, int]], other: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return _subtract(ranges, _subtract(ranges, other))
+
+
+def record_checks(record: RunRecord, results: list[CheckResult]) -> None:
+    """A check run's share of its run record."""
+    record.details["checks"] = [{"name": r.name, "status": r.status, "summary": r.summary} for r in results]
+    if any(r.status == "fail" for r in results):
+        record.status = "failed"
+    by_product: dict[tuple[str, str], RunProduct] = {}
+    for result in results:
+        for row in result.details:
+            if "exchange" not in row or "symbol" not in row:
+                continue
+            key = (row["exchange"], row["symbol"])
+            product = by_product.setdefault(key, RunProduct(exchange=key[0], symbol=key[1], status="ok"))
+            if result.name == "gaps" and "rows" in row:
+                product.unexplained_gaps = int(row.get("unexplained_ids", 0))
+                if row.get("missing_ids") or row.get("surplus_rows"):
+                    product.status = "failed"
+    record.products = list(by_product.values())
 
 
 def _subtract(ranges: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:

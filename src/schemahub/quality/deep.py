@@ -28,12 +28,13 @@ _EXTRA = ("(SELECT * FROM trades WHERE exchange = $exchange AND symbol = $symbol
           "EXCEPT ALL SELECT * FROM expected_rows")
 
 
-def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, cursor: Cursor,
+def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, windows: list[Cursor],
             quarantined: set[str]) -> pa.Table:
     tables = []
     for file_id, info in enumerate(storage.list(product_prefix(exchange, symbol))):
         key = parse_key(info.key)
-        if key is None or key.key in quarantined or not cursor.from_id < key.last_id <= cursor.through_id:
+        if key is None or key.key in quarantined or not any(
+                w.from_id < key.last_id <= w.through_id for w in windows):
             continue
         header = raw_files.read_header(storage.read(key.key) or b"", key.key)
         raw_file = RawFile(file_id, key.key, storage.url_for(key.key), exchange, symbol, header.endpoint,
@@ -47,13 +48,13 @@ def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, cur
     return unique
 
 
-def compare_raw_with_table(storage: Storage, query: QueryEngine, cursors: dict[tuple[str, str], Cursor],
+def compare_raw_with_table(storage: Storage, query: QueryEngine, windows: dict[tuple[str, str], list[Cursor]],
                            quarantined: set[str]) -> CheckResult:
-    reader = RawReader(storage=storage)
+    reader = RawReader(access=storage.access())
     details: list[dict[str, Any]] = []
     try:
-        for (exchange, symbol), cursor in sorted(cursors.items()):
-            expected = _mapped(storage, reader, exchange, symbol, cursor, quarantined)
+        for (exchange, symbol), product_windows in sorted(windows.items()):
+            expected = _mapped(storage, reader, exchange, symbol, product_windows, quarantined)
             query.con.register("expected_rows", expected)
             params = {"exchange": exchange, "symbol": symbol}
             missing = query.sql(_MISSING, params)

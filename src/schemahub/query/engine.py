@@ -19,7 +19,8 @@ slower; see ../shared/reference/tech-notes.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -27,9 +28,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from schemahub.errors import ConfigError, SchemahubError
+from schemahub.errors import ConfigError, QueryError
 from schemahub.infra.duck import connect
-from schemahub.infra.storage import Storage
+from schemahub.infra.storage import ObjectStoreAccess
 from schemahub.table.delta import TradesTable
 from schemahub.transform.schema import COLUMNS
 
@@ -41,10 +42,19 @@ _GONE = re.compile(r'No files found that match the pattern "(?P<pattern>[^"]+)"'
 _GLOB_TAIL = re.compile(r"\[(.)\]$")  # undoes _glob_matching_only
 
 
-class QueryError(SchemahubError):
-    """The SQL failed (syntax, unknown column, ...); DuckDB's message says why."""
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.SET,
+              duckdb.StatementType.VARIABLE_SET, duckdb.StatementType.CALL, duckdb.StatementType.PRAGMA}
+"""Statements a read-only session runs: queries, EXPLAIN, settings. Not COPY ... TO, CREATE,
+INSERT, ATTACH, INSTALL/LOAD, EXPORT: those write files or change the session's catalog."""
 
-    exit_code = 2
+ViewHook = Callable[[duckdb.DuckDBPyConnection], None]
+"""Creates more views on a session's connection (the run history, certificates, ...)."""
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    sql: str
+    table: pa.Table
 
 
 def _quote(text: str) -> str:
@@ -68,15 +78,17 @@ def _glob_matching_only(path: str) -> str:
 
 class QueryEngine:
     def __init__(self, table: TradesTable, *, version: int | None = None, as_of: datetime | None = None,
-                 threads: int | None = None, storage: Storage | None = None) -> None:
+                 threads: int | None = None, access: ObjectStoreAccess | None = None,
+                 views: Sequence[ViewHook] = ()) -> None:
         self.table = table
-        self.storage = storage
         self._files: frozenset[str] = frozenset()  # the data files the view reads, if it lists them
-        self.con = connect(threads, storage)
+        self.con = connect(threads, access)
         try:
             self.con.execute("SET parquet_metadata_cache = true")
             self.snapshot = self._open_snapshot(version, as_of)
             """The table version every statement reads (loaded once); None: no table yet."""
+            for create in views:
+                create(self.con)
             self._create_views()
         except BaseException:
             self.con.close()
@@ -105,10 +117,6 @@ class QueryEngine:
         return delta
 
     def _create_views(self) -> None:
-        if self.storage is not None:
-            from schemahub.metrics import views
-
-            views.create(self.con, self.storage)
         if self.snapshot is None:
             return  # sql() explains that the table does not exist yet
         files = self.table.data_files(self.snapshot)
@@ -128,7 +136,37 @@ class QueryEngine:
         except duckdb.Error as exc:
             raise self._failure(exc) from None
 
-    def sql(self, text: str, params: Mapping[str, object] | None = None) -> pa.Table:
+    def script(self, text: str, params: Mapping[str, object] | None = None, *,
+               allow_writes: bool = False) -> list[StatementResult]:
+        """Every statement of ``text``, in order, each with its own result.
+
+        Read-only unless ``allow_writes``: a statement that would write a file or change the
+        session (COPY ... TO, CREATE, INSERT, ATTACH, ...) is refused before any runs.
+        ``params`` fill the ``$name`` placeholders each statement uses.
+        """
+        try:
+            statements = duckdb.extract_statements(text)
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {str(exc).strip()}") from None
+        if not statements:
+            raise QueryError("no SQL statement given")
+        if not allow_writes:
+            for statement in statements:
+                if statement.type not in _READ_ONLY:
+                    kind = statement.type.name.replace("_", " ")
+                    raise QueryError(f"{kind} is not allowed in a read-only session (statement "
+                                     f"{statement.query.strip()[:60]!r}); pass --allow-writes to run it")
+        given = dict(params or {})
+        results = []
+        for statement in statements:
+            wanted = {name: given[name] for name in statement.named_parameters if name in given}
+            missing = [name for name in statement.named_parameters if name not in given]
+            if missing:
+                raise QueryError(f"the SQL uses ${missing[0]} but no --param {missing[0]}=... was given")
+            results.append(StatementResult(statement.query.strip(), self.sql(statement, wanted)))
+        return results
+
+    def sql(self, text: str | duckdb.Statement, params: Mapping[str, object] | None = None) -> pa.Table:
         try:
             return self.con.execute(text, params or {}).to_arrow_table()
         except duckdb.CatalogException as exc:

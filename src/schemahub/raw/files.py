@@ -37,14 +37,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RequestMeta(_Model):
-    url: str
-    status: int
-    fetched_at: datetime
-    elapsed_ms: float
-    headers: dict[str, str]
-
-
 class WriterMeta(_Model):
     run_id: str
     owner: str
@@ -71,13 +63,8 @@ class RawHeader(_Model):
     missing_ids: list[tuple[int, int]]
     """Inclusive id ranges inside the coverage that the exchange skipped."""
     fetched_at: datetime
-    requests: list[RequestMeta]
+    requests: list[RequestRecord]
     writer: WriterMeta
-
-
-def request_meta(record: RequestRecord) -> RequestMeta:
-    return RequestMeta(url=record.url, status=record.status, fetched_at=record.fetched_at,
-                       elapsed_ms=record.elapsed_ms, headers=record.headers)
 
 
 def encode(header: RawHeader, trades: list[RawTrade]) -> bytes:

@@ -17,9 +17,9 @@ import time
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from schemahub.simulator.market import Market, Trade, decimal_text
+from schemahub.simulator.market import Market, ProductSpec, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
 if TYPE_CHECKING:
@@ -55,6 +55,31 @@ class _Aggregates:
 
 class BinanceSim(SimulatedExchange):
     name = "binance"
+    default_products = (
+        ProductSpec("BTC-USDT", 64_005.0, mean_size=0.01, trades_per_s=12.0, history=60_000,
+                    first_id=5_100_000_001, native_id="BTCUSDT", gap_rate=0.0, status="TRADING"),
+        ProductSpec("ETH-USDT", 3_401.0, mean_size=0.3, trades_per_s=6.0, history=30_000,
+                    first_id=2_200_000_001, native_id="ETHUSDT", gap_rate=0.0, status="TRADING"),
+        ProductSpec("SOL-USDT", 150.1, mean_size=6.0, trades_per_s=4.0, history=20_000,
+                    first_id=900_000_001, native_id="SOLUSDT", gap_rate=0.0, status="TRADING"),
+        ProductSpec("ETH-BTC", 0.0531, price_decimals=5, mean_size=0.5, trades_per_s=1.0, history=5_000,
+                    first_id=400_000_001, native_id="ETHBTC", gap_rate=0.0, status="TRADING"),
+        ProductSpec("LUNA-USDT", 0.5, trades_per_s=0.1, history=100, native_id="LUNAUSDT", status="BREAK"),
+    )
+    test_products = (
+        ProductSpec("BTC-USDT", 64_005.0, mean_size=0.01, trades_per_s=8.0, history=9_500,
+                    first_id=5_100_000_001,
+                    native_id="BTCUSDT", status="TRADING", gap_rate=0.001),
+        ProductSpec("ETH-USDT", 3_401.0, mean_size=0.3, trades_per_s=4.0, history=6_100,
+                    first_id=2_200_000_001,
+                    native_id="ETHUSDT", status="TRADING", gap_rate=0.0),
+        ProductSpec("ETH-BTC", 0.0531, price_decimals=5, mean_size=0.5, trades_per_s=1.0, history=2_300,
+                    first_id=400_000_001, native_id="ETHBTC", status="TRADING", gap_rate=0.0),
+        ProductSpec("LUNA-USDT", 0.5, trades_per_s=0.1, history=50, native_id="LUNAUSDT", status="BREAK"),
+    )
+    traded = ("BTC-USDT", "ETH-USDT", "ETH-BTC")
+    # 6000 request weight per minute
+    limits: ClassVar[dict[str, float]] = {"weight_limit": 6000, "weight_window_s": 60.0}
     truth_variant = True  # SchemaHub asks for microseconds
 
     def __init__(self, markets: Mapping[str, Market]) -> None:

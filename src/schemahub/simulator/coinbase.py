@@ -9,8 +9,9 @@ flags; ``/products/{id}/trades`` is a JSON array, newest first, of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
-from schemahub.simulator.market import Market, Trade
+from schemahub.simulator.market import Market, ProductSpec, Trade
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
 MAX_LIMIT = 1000
@@ -18,6 +19,33 @@ MAX_LIMIT = 1000
 
 class CoinbaseSim(SimulatedExchange):
     name = "coinbase"
+    default_products = (
+        ProductSpec("BTC-USD", 64_000.0, mean_size=0.02, trades_per_s=6.0, history=60_000,
+                    first_id=700_000_001),
+        ProductSpec("ETH-USD", 3_400.0, mean_size=0.4, trades_per_s=4.0, history=40_000,
+                    first_id=510_000_001),
+        ProductSpec("SOL-USD", 150.0, price_decimals=3, size_decimals=6, mean_size=8.0, trades_per_s=3.0,
+                    history=30_000, first_id=90_000_001, id_format="mixed"),
+        ProductSpec("BTC-USDT", 64_010.0, mean_size=0.01, trades_per_s=1.0, history=10_000,
+                    first_id=18_500_001, id_format="string"),
+        ProductSpec("ETH-BTC", 0.053, price_decimals=5, mean_size=0.5, trades_per_s=0.5, history=5_000,
+                    first_id=40_000_001),
+        ProductSpec("DOGE-USD", 0.16, price_decimals=5, size_decimals=1, mean_size=900.0, trades_per_s=1.0,
+                    history=5_000, first_id=1),
+        ProductSpec("OLD-USD", 1.0, trades_per_s=0.1, history=100, status="delisted", trading_disabled=True),
+        ProductSpec("HALT-USD", 2.0, trades_per_s=0.1, history=100, cancel_only=True),
+    )
+    test_products = (
+        ProductSpec("BTC-USD", 64_000.0, mean_size=0.02, trades_per_s=6.0, history=12_345,
+                    first_id=700_000_001, gap_rate=0.002),
+        ProductSpec("SOL-USD", 150.0, price_decimals=3, size_decimals=6, mean_size=8.0, trades_per_s=3.0,
+                    history=7_500, first_id=90_000_001, id_format="mixed", gap_rate=0.001),
+        ProductSpec("BTC-USDT", 64_010.0, mean_size=0.01, trades_per_s=1.0, history=4_200,
+                    first_id=18_500_001, id_format="string", gap_rate=0.0),
+        ProductSpec("OLD-USD", 1.0, trades_per_s=0.1, history=50, status="delisted", trading_disabled=True),
+    )
+    traded = ("BTC-USD", "SOL-USD", "BTC-USDT")
+    limits: ClassVar[dict[str, float]] = {"rate": 10.0, "burst": 15}  # 10 req/s per IP, bursts of 15
 
     def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
         parts = path.strip("/").split("/")

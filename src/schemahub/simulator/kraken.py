@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from typing import ClassVar
 
 import orjson
 
-from schemahub.simulator.market import Market, Trade, decimal_text
+from schemahub.simulator.market import Market, ProductSpec, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
 MAX_COUNT = 1000
@@ -28,6 +29,37 @@ def _ns(trade: Trade) -> int:
 
 class KrakenSim(SimulatedExchange):
     name = "kraken"
+    default_products = (
+        ProductSpec("BTC-USD", 63_990.0, price_decimals=1, mean_size=0.02, trades_per_s=2.0, history=15_000,
+                    first_id=80_000_001, native_id="XXBTZUSD", base_code="XBT", quote_code="USD",
+                    gap_rate=0.0),
+        ProductSpec("ETH-USD", 3_399.0, mean_size=0.3, trades_per_s=1.0, history=8_000, first_id=50_000_001,
+                    native_id="XETHZUSD", base_code="ETH", quote_code="USD", gap_rate=0.0),
+        ProductSpec("BTC-USDT", 64_001.0, price_decimals=1, mean_size=0.01, trades_per_s=0.5, history=4_000,
+                    first_id=10_218_208, native_id="XBTUSDT", base_code="XBT", quote_code="USDT",
+                    gap_rate=0.0),
+        ProductSpec("DOGE-USD", 0.16, price_decimals=5, size_decimals=1, mean_size=900.0, trades_per_s=0.3,
+                    history=2_000, first_id=9_000_001, native_id="XDGUSD", base_code="XDG", quote_code="USD",
+                    gap_rate=0.0),
+        ProductSpec("LTC-USD", 70.0, mean_size=1.0, trades_per_s=0.2, history=1_500, first_id=1,
+                    native_id="XLTCZUSD", base_code="LTC", quote_code="USD", legacy_ids=True, gap_rate=0.0),
+    )
+    test_products = (
+        ProductSpec("BTC-USD", 63_990.0, price_decimals=1, mean_size=0.02, trades_per_s=2.0, history=4_500,
+                    first_id=80_000_001, native_id="XXBTZUSD", base_code="XBT", quote_code="USD",
+                    gap_rate=0.001),
+        ProductSpec("BTC-USDT", 64_001.0, price_decimals=1, mean_size=0.01, trades_per_s=0.5, history=2_100,
+                    first_id=10_218_208, native_id="XBTUSDT", base_code="XBT", quote_code="USDT",
+                    gap_rate=0.0),
+        ProductSpec("DOGE-USD", 0.16, price_decimals=5, size_decimals=1, mean_size=900.0, trades_per_s=0.3,
+                    history=1_200, first_id=9_000_001, native_id="XDGUSD", base_code="XDG", quote_code="USD",
+                    gap_rate=0.0),
+        ProductSpec("LTC-USD", 70.0, mean_size=1.0, trades_per_s=0.2, history=1_500, first_id=1,
+                    native_id="XLTCZUSD", base_code="LTC", quote_code="USD", legacy_ids=True, gap_rate=0.0),
+    )
+    traded = ("BTC-USD", "BTC-USDT", "DOGE-USD")
+    # "about 1 per second"; a little slack for jitter
+    limits: ClassVar[dict[str, float]] = {"rate": 1.0, "burst": 2}
 
     def rate_limited(self) -> Reply:
         return json_reply(200, {"error": ["EGeneral:Too many requests"], "result": {}})
@@ -70,7 +102,8 @@ class KrakenSim(SimulatedExchange):
         order = "l" if trade.trade_id % 3 == 0 else "m"
         row = (f'["{decimal_text(trade.price_units, spec.price_decimals, 5)}",'
                f'"{decimal_text(trade.size_units, spec.size_decimals, 8)}",{seconds},"{side}","{order}",""')
-        return (row + ("]" if spec.legacy_ids else f",{trade.trade_id}]")).encode()
+        legacy = spec.legacy_ids or trade.trade_id < spec.legacy_below_id
+        return (row + ("]" if legacy else f",{trade.trade_id}]")).encode()
 
     def _find(self, pair: str) -> Market | None:
         for key, market in self.markets.items():

@@ -49,6 +49,8 @@ class ProductSpec:
     """The exchange's asset codes (Kraken: XBT); empty: from the symbol."""
     legacy_ids: bool = False
     """Kraken: serve the old 6-element rows that carry no trade id."""
+    legacy_below_id: int = 0
+    """Kraken: trades with an id below this come without it (old data); newer ones with it."""
 
     @property
     def base(self) -> str:

@@ -26,9 +26,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from schemahub.simulator.catalog import DEFAULT_PRODUCTS, EXCHANGES
+from schemahub.simulator.catalog import simulator_class
 from schemahub.simulator.market import Market, ProductSpec
 from schemahub.simulator.wire import Reply, json_reply
+from schemahub.sources.registry import DEFAULT_EXCHANGE
 
 log = logging.getLogger("schemahub.simulator")
 
@@ -88,15 +89,16 @@ class _State:
 class Simulator:
     """Serves one simulated exchange on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, exchange: str = "coinbase", products: Iterable[ProductSpec] | None = None, *,
+    def __init__(self, exchange: str = DEFAULT_EXCHANGE, products: Iterable[ProductSpec] | None = None, *,
                  seed: int = 42, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.exchange = exchange
         start_us = int(clock() * 1_000_000)
-        specs = DEFAULT_PRODUCTS[exchange] if products is None else products
+        api_class = simulator_class(exchange)
+        specs = api_class.default_products if products is None else products
         markets = {p.native: Market(p, seed, start_us) for p in specs}
-        self.api = EXCHANGES[exchange](markets)
+        self.api = api_class(markets)
         self._state = _State(faults or Faults(), random.Random(seed))
         self._stopping = threading.Event()
         self._server = _Server((host, port), _make_handler(self))

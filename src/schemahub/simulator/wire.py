@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from schemahub.http.ratelimit import TokenBucket
-from schemahub.simulator.market import Market, Trade
+from schemahub.simulator.market import Market, ProductSpec, Trade
 
 if TYPE_CHECKING:
     from schemahub.simulator.server import Faults
@@ -33,6 +33,14 @@ class SimulatedExchange(ABC):
     """One exchange's API over a set of markets. Subclasses only know the wire format."""
 
     name: ClassVar[str]
+    default_products: ClassVar[tuple[ProductSpec, ...]]
+    """What ``schemahub simulate`` and the demo serve, named the exchange's way."""
+    test_products: ClassVar[tuple[ProductSpec, ...]]
+    """Smaller histories (and gaps) for the contract suite."""
+    traded: ClassVar[tuple[str, ...]]
+    """Test products with real trade ids that the generic tests ingest."""
+    limits: ClassVar[dict[str, float]]
+    """What the simulator enforces per IP by default (``Faults`` fields): the documented limits."""
 
     def __init__(self, markets: Mapping[str, Market]) -> None:
         self.markets = dict(markets)

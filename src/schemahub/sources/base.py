@@ -20,14 +20,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from schemahub.http.client import ExchangeClient, JsonResponse, RequestStats
+from pydantic import BaseModel, ConfigDict
+
+from schemahub.http.client import ExchangeClient, JsonResponse
 from schemahub.http.ratelimit import RateLimit
 from schemahub.identifiers import Symbol
+from schemahub.metrics.counters import RequestStats
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DERIVED_ID_FLOOR = 10**18
+"""Ids a connector derives for rows that came without one are >= this (positions in time,
+in ns); real exchange ids are far below it. The two kinds are never compared."""
+
+
+def is_derived(trade_id: int) -> bool:
+    return trade_id >= DERIVED_ID_FLOOR
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,13 @@ class TradeRef:
     time_us: int
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """What we keep about one HTTP exchange for the audit trail."""
+class RequestRecord(BaseModel):
+    """What we keep about one HTTP request for the audit trail (raw file headers carry them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
+    """Redacted: never a credential or a signature."""
     status: int
     fetched_at: datetime
     elapsed_ms: float
@@ -65,8 +76,8 @@ class RequestRecord:
     @classmethod
     def of(cls, response: JsonResponse, kept_headers: tuple[str, ...]) -> RequestRecord:
         headers = {h: response.headers[h] for h in kept_headers if h in response.headers}
-        return cls(response.url, response.status, response.fetched_at,
-                   round(response.elapsed * 1000, 3), headers)
+        return cls(url=response.url, status=response.status, fetched_at=response.fetched_at,
+                   elapsed_ms=round(response.elapsed * 1000, 3), headers=headers)
 
 
 @dataclass(frozen=True)
@@ -136,9 +147,11 @@ class TradeSource(ABC):
     """Weight of one page request per endpoint, where the exchange weighs requests (else 1)."""
 
     @classmethod
-    def page_requests_per_second(cls, endpoint: str) -> float:
-        """Pages per second our limiter allows: the basis of Little's-law concurrency."""
-        return cls.client_limit.rate / cls.page_weight.get(endpoint, 1)
+    def page_requests_per_second(cls, endpoint: str, bucket_rate: float | None = None) -> float | None:
+        """Trade pages per second a limiter of ``bucket_rate`` tokens/s allows (default: our
+        client limit); None: no limit. The basis of Little's-law concurrency and estimates."""
+        rate = cls.client_limit.rate if bucket_rate is None else bucket_rate
+        return None if rate is None else rate / cls.page_weight.get(endpoint, 1)
 
     def __init__(self, client: ExchangeClient, endpoint: str | None = None) -> None:
         self.client = client
@@ -196,6 +209,10 @@ class CursorPagedSource(TradeSource):
     def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:
         """The page of trades that follows ``cursor``."""
 
+    @abstractmethod
+    def estimate_pages(self, product: Product, since_us: int, stats: RequestStats | None = None) -> int:
+        """About how many pages from ``since_us`` to now (for a dry run's plan)."""
+
 
 def parse_trade_id(value: object) -> int | None:
     """A trade id sent as a JSON number or a decimal string; None if it is neither."""
@@ -206,18 +223,6 @@ def parse_trade_id(value: object) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         return int(value)
     return None
-
-
-def iso_to_us(text: str) -> int:
-    """ISO-8601 UTC time with 0-6 fractional digits to epoch microseconds (exact)."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def us_to_datetime(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def first_id_at_or_after(window: Callable[[int], list[TradeRef]], head: TradeRef, target_us: int) -> int:

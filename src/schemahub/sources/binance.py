@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from schemahub.http.client import JsonResponse, RequestStats, shape_error
+from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
+from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import (
     IdPagedSource,
     Page,
@@ -34,6 +35,7 @@ from schemahub.sources.base import (
     TradeRef,
     parse_trade_id,
 )
+from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
 from schemahub.sources.symbols import normalize
 
 _WEIGHT = {"historicalTrades": 25, "aggTrades": 4, "exchangeInfo": 20}
@@ -162,3 +164,14 @@ class Binance(IdPagedSource):
             status = str(item.get("status", ""))
             products.append(Product(sym, item["symbol"], status, status == "TRADING"))
         return products
+
+
+SPEC = ExchangeSpec(
+    name="binance", title="Binance spot", connector=Binance,
+    simulator="schemahub.simulator.binance:BinanceSim",
+    # 300 weight per 1-second window = 12 historicalTrades pages/s; the client is told 80.
+    throttle_test=ThrottleTest({"weight_limit": 300, "weight_window_s": 1.0}, client_rate=80.0),
+    ban_test={"weight_limit": 100, "weight_window_s": 60.0, "ban_after": -1, "ban_s": 300},
+    demo=DemoSpec(history_scale=0.5, seed_filter="^(BTC|ETH)-USDT$"),
+    ceiling_trades_per_s=6000 / 60 / 25 * 1000, bench_history_scale=2.0,
+)

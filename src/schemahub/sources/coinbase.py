@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemahub.http.client import JsonResponse, RequestStats, shape_error
+from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
+from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import (
     IdPagedSource,
     Page,
@@ -26,10 +27,11 @@ from schemahub.sources.base import (
     RawTrade,
     RequestRecord,
     TradeRef,
-    iso_to_us,
     parse_trade_id,
 )
+from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
 from schemahub.sources.symbols import normalize
+from schemahub.timeutil import iso_to_us
 
 
 class Coinbase(IdPagedSource):
@@ -139,3 +141,11 @@ class Coinbase(IdPagedSource):
             products.append(Product(sym, native, status, tradable))
         return products
 
+
+SPEC = ExchangeSpec(
+    name="coinbase", title="Coinbase Exchange", connector=Coinbase,
+    simulator="schemahub.simulator.coinbase:CoinbaseSim",
+    throttle_test=ThrottleTest({"rate": 40.0, "burst": 5}, client_rate=120.0),
+    demo=DemoSpec(history_scale=2.5, seed_filter="^(BTC|ETH|SOL)-USD$"),
+    ceiling_trades_per_s=10 * 1000, bench_history_scale=1.7,
+)

@@ -9,8 +9,10 @@ Facts this connector relies on (../shared/reference/exchange-apis.md, section 3)
   seconds) and drop trades we already have by trade id at page seams.
 * ``b``/``s`` is the TAKER side. ``time`` is float seconds.
 * Older responses had no ``trade_id`` (6 elements). Such rows get a deterministic id from
-  their position - the page's cursor and the row's index in it - and are flagged
-  ``id_kind = derived``; their ids are not a sequence, so no gap detection.
+  their position - the page's cursor in ns (or, for a cursor before 2001, the first such
+  row's time), truncated to the microsecond, plus the row's index - and are flagged
+  ``id_kind = derived``. Derived ids are >= 10^18 (any time after 2001), never compared
+  with real ids, and not a sequence: no gap detection.
 * Errors come in the ``error`` array, sometimes with HTTP 200; ``EGeneral:Too many
   requests`` is a rate limit. About 1 request/s per IP (and per pair for Trades).
 * Pairs: ``/0/public/AssetPairs``; dark-pool pairs (``.d``) are skipped; ``wsname``
@@ -27,9 +29,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from schemahub.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
-from schemahub.http.client import JsonResponse, RequestStats, shape_error
+from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
+from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import (
+    DERIVED_ID_FLOOR,
     CursorPage,
     CursorPagedSource,
     Product,
@@ -37,7 +41,14 @@ from schemahub.sources.base import (
     RequestRecord,
     parse_trade_id,
 )
+from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
 from schemahub.sources.symbols import normalize
+
+ALIASES = {
+    "XBT": "BTC",   # Kraken's ISO-4217-style code for bitcoin
+    "XDG": "DOGE",  # Kraken's code for dogecoin
+}
+"""Kraken asset code -> the code in normalized symbols (documented in the README)."""
 
 _RATE_LIMITED = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded")
 
@@ -59,6 +70,12 @@ class Kraken(CursorPagedSource):
         return str(since_us * 1000)
 
     def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:
+        return self._fetch_trades(product, {"since": cursor, "count": self.page_limit}, stats)
+
+    def _fetch_trades(self, product: Product, params: dict[str, str | int],
+                      stats: RequestStats | None) -> CursorPage:
+        cursor = str(params.get("since", "0"))
+
         def parse(response: JsonResponse) -> CursorPage:
             result = self._result(response)
             rows = [value for key, value in result.items() if key != "last"]
@@ -68,27 +85,44 @@ class Kraken(CursorPagedSource):
             trades, dense = self._trades(response, rows[0], cursor)
             return CursorPage(trades, str(last), RequestRecord.of(response, self.kept_headers), dense)
 
-        params: dict[str, str | int] = {"pair": product.native_id, "since": cursor, "count": self.page_limit}
-        return self.client.fetch("/0/public/Trades", params, parse, stats)
+        return self.client.fetch("/0/public/Trades", {"pair": product.native_id, **params}, parse, stats)
 
     def trade_time_us(self, record: Mapping[str, Any]) -> int:
         return _seconds_to_us(record["trade"][2])
 
+    def estimate_pages(self, product: Product, since_us: int, stats: RequestStats | None = None) -> int:
+        """The page at ``since_us``: its time span, extrapolated to the newest trade (2 requests)."""
+        page = self.fetch_after(product, str(since_us * 1000), stats)
+        if len(page.trades) < self.page_limit:
+            return 1
+        first = self.trade_time_us(page.trades[0].record)
+        last = self.trade_time_us(page.trades[-1].record)
+        newest = self._fetch_trades(product, {"count": 1}, stats)
+        now_us = self.trade_time_us(newest.trades[-1].record) if newest.trades else last
+        return max(1, -(-(now_us - first) // max(1, last - first)))
+
     def _trades(self, response: JsonResponse, rows: list[Any], cursor: str) -> tuple[list[RawTrade], bool]:
         trades, dense = [], True
-        base = int(cursor) // 1000 * 1000 if cursor.isdigit() else 0
+        base: int | None = None
         for index, row in enumerate(rows):
             if not isinstance(row, list) or len(row) < 6:
                 raise shape_error(response, self.name, f"trade row {index} is not a 6-7 element array")
             try:
-                _seconds_to_us(row[2])
+                row_us = _seconds_to_us(row[2])
             except (InvalidOperation, ValueError, TypeError):
                 raise shape_error(response, self.name, f"trade row {index} has time {row[2]!r}") from None
             trade_id = parse_trade_id(row[6]) if len(row) > 6 else None
             kind = "trade"
             if trade_id is None:
-                # No id (older data): the row's position - page cursor (in µs, x1000) plus its
-                # index - is deterministic for a given cursor, and orders like the stream.
+                # No id (older data): the row's position - where the page starts in ns (the
+                # cursor; the first such row's time if the cursor is older), cut to the µs,
+                # plus its index - is deterministic for a given cursor, and orders like the stream.
+                if base is None:
+                    base = (int(cursor) if cursor.isdigit() else 0) // 1000 * 1000
+                    if base < DERIVED_ID_FLOOR:
+                        base = row_us * 1000
+                    if base < DERIVED_ID_FLOOR:
+                        raise shape_error(response, self.name, f"trade row {index} is dated before 2001")
                 trade_id, kind, dense = base + index, "derived", False
             record = {"id": trade_id, "id_kind": kind, "cursor": cursor, "trade": row}
             trades.append(RawTrade(trade_id, record))
@@ -124,7 +158,7 @@ class Kraken(CursorPagedSource):
             if not isinstance(wsname, str) or "/" not in wsname:
                 continue
             base, quote = wsname.split("/", 1)
-            sym = normalize(base, quote)
+            sym = normalize(base, quote, ALIASES)
             if sym is None:
                 continue
             status = str(info.get("status", "online"))
@@ -137,3 +171,12 @@ def _seconds_to_us(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     return int(Decimal(str(value)) * 1_000_000)
+
+
+SPEC = ExchangeSpec(
+    name="kraken", title="Kraken spot", connector=Kraken,
+    simulator="schemahub.simulator.kraken:KrakenSim",
+    throttle_test=ThrottleTest({"rate": 20.0, "burst": 3}, client_rate=60.0),
+    demo=DemoSpec(history_scale=0.6, seed_filter="^(BTC|ETH)-USD$"),
+    ceiling_trades_per_s=1 * 1000, bench_history_scale=2.0,
+)

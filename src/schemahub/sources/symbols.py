@@ -2,30 +2,27 @@
 
 Always from the exchange's own metadata (Binance ``baseAsset``/``quoteAsset``, Kraken
 ``wsname``, Coinbase ``base_currency``/``quote_currency``), never by guessing where to
-split ``BTCUSDT``. Asset codes that differ between exchanges for the same asset go
-through one documented alias table.
+split ``BTCUSDT``. An exchange whose asset codes differ from the common ones for the
+same asset (Kraken's ``XBT``) passes its own alias table: aliases are per venue, because
+the same code can mean different assets on different venues.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from schemahub.errors import InvalidIdentifier
 from schemahub.identifiers import Symbol, symbol
 
-ASSET_ALIASES: dict[str, str] = {
-    "XBT": "BTC",   # Kraken's ISO-4217-style code for bitcoin
-    "XDG": "DOGE",  # Kraken's code for dogecoin
-}
-"""Exchange asset code -> the code used in normalized symbols (documented in the README)."""
 
-
-def asset(code: str) -> str:
+def asset(code: str, aliases: Mapping[str, str] | None = None) -> str:
     upper = code.strip().upper()
-    return ASSET_ALIASES.get(upper, upper)
+    return (aliases or {}).get(upper, upper)
 
 
-def normalize(base: str, quote: str) -> Symbol | None:
+def normalize(base: str, quote: str, aliases: Mapping[str, str] | None = None) -> Symbol | None:
     """``BASE-QUOTE`` from two asset codes; None if the result is not a storable symbol."""
     try:
-        return symbol(f"{asset(base)}-{asset(quote)}")
+        return symbol(f"{asset(base, aliases)}-{asset(quote, aliases)}")
     except InvalidIdentifier:
         return None

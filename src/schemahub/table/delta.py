@@ -3,7 +3,8 @@
 * Every write is one atomic commit; readers never see half of it.
 * A transform's progress travels in the same commit as its rows, as Delta *application
   transactions*: ``schemahub/through/<exchange>/<symbol>`` = the highest raw trade id
-  whose file is in the table, ``schemahub/from/...`` = where that window starts. Two
+  whose file is in the table, ``schemahub/from/...`` = where that window starts (and
+  ``derived-through``/``derived-from`` for rows whose ids were derived). Two
   transforms that race on the same product conflict in the commit (delta-rs raises
   ``CommitFailedError``), so one of them re-plans instead of appending twice.
 * Files are zstd Parquet (delta-rs defaults to snappy), rows sorted by symbol and time.
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,14 +30,17 @@ from deltalake import (
     WriterProperties,
     write_deltalake,
 )
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from schemahub.errors import CommitConflict
+from schemahub.errors import CommitConflict, ConfigError, StorageError
+from schemahub.infra.storage import ObjectStoreAccess, Storage
 from schemahub.transform.schema import PARTITION_BY, SCHEMA
 
 log = logging.getLogger("schemahub.table")
+T = TypeVar("T")
 
 TABLE_NAME = "trades"
+TABLE_KEY = "table/trades"
 APP_PREFIX = "schemahub"
 
 _PARTITION_FILE = re.compile(r"exchange=(?P<exchange>[a-z0-9_]+)/trade_date=(?P<day>\d{4}-\d{2}-\d{2})/"
@@ -82,16 +86,61 @@ def writer_properties() -> WriterProperties:
     })
 
 
+def delta_options(access: ObjectStoreAccess | None) -> dict[str, str] | None:
+    """delta-rs ``storage_options`` for a lake (None: a local path needs none)."""
+    if access is None:
+        return None
+    options = {"AWS_REGION": access.region, "AWS_ACCESS_KEY_ID": access.key_id,
+               "AWS_SECRET_ACCESS_KEY": access.secret}
+    if access.token:
+        options["AWS_SESSION_TOKEN"] = access.token
+    if access.endpoint_url:
+        options["AWS_ENDPOINT_URL"] = access.endpoint_url
+        if access.endpoint_url.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+def replanned(attempt: Callable[[int], T], attempts: int, what: str) -> T:
+    """``attempt(n)`` until one commits: a lost commit race (``CommitConflict``) plans again
+    from the new table version; after ``attempts`` losses, one line says so."""
+    for number in range(1, attempts + 1):
+        try:
+            return attempt(number)
+        except CommitConflict as exc:
+            if number == attempts:
+                raise CommitConflict(f"{what} lost {number} commit races in a row (nothing of it was "
+                                     "committed); run it again") from None
+            log.warning("%s lost a commit race (%s); planning again", what, exc)
+    raise AssertionError("unreachable")
+
+
+def delta_failure(exc: Exception, uri: str, doing: str) -> StorageError:
+    """A delta-rs failure that is not a commit race, as one line naming the table."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "No space left" in text:
+        return StorageError(f"{doing} {uri}: no space left on the device; the table is unchanged (a Delta "
+                            "commit is all or nothing) - free some space and run the command again")
+    return StorageError(f"{doing} {uri} failed: {text[:300]}")
+
+
 class TradesTable:
     def __init__(self, uri: str, storage_options: dict[str, str] | None = None) -> None:
         self.uri = uri
         self.storage_options = storage_options
+
+    @classmethod
+    def of(cls, storage: Storage) -> TradesTable:
+        """The unified table under a lake."""
+        return cls(storage.url_for(TABLE_KEY), delta_options(storage.access()))
 
     def load(self, version: int | None = None) -> DeltaTable | None:
         try:
             table = DeltaTable(self.uri, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except (DeltaError, OSError) as exc:
+            raise delta_failure(exc, self.uri, "reading the table") from None
         if version is not None:
             table.load_as_version(version)
         return table
@@ -110,21 +159,25 @@ class TradesTable:
             DeltaTable.create(self.uri, schema=SCHEMA, mode="ignore", partition_by=PARTITION_BY,
                               name=TABLE_NAME, storage_options=self.storage_options,
                               configuration={"delta.checkpointInterval": "20"})
-        except Exception as exc:
-            log.info("table creation raced (%s); using the winner's", exc)
+        except CommitFailedError as exc:
+            log.info("table creation raced (%s); using the winner's", exc)  # mode=ignore lost a race
+        except (DeltaError, OSError) as exc:
+            raise delta_failure(exc, self.uri, "creating the table") from None
         created = self.load()
         if created is None:
-            raise CommitConflict(f"could not create the table at {self.uri}")
+            raise StorageError(f"could not create the table at {self.uri}: it is still not there")
         return created
 
-    def cursors(self, table: DeltaTable | None,
-                products: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Cursor]:
+    def cursors(self, table: DeltaTable | None, products: Iterable[tuple[str, str]],
+                derived: bool = False) -> dict[tuple[str, str], Cursor]:
+        """Each product's transformed window of raw ids (``derived``: of its derived ids)."""
         found: dict[tuple[str, str], Cursor] = {}
         if table is None:
             return found
+        prefix = "derived-" if derived else ""
         for exchange, symbol in products:
-            through = table.transaction_version(app_id("through", exchange, symbol))
-            start = table.transaction_version(app_id("from", exchange, symbol))
+            through = table.transaction_version(app_id(f"{prefix}through", exchange, symbol))
+            start = table.transaction_version(app_id(f"{prefix}from", exchange, symbol))
             if through is not None and start is not None:
                 found[(exchange, symbol)] = Cursor(start, through)
         return found
@@ -181,12 +234,14 @@ class TradesTable:
         return dataset.to_table(columns=["trade_id"], filter=predicate)["trade_id"].combine_chunks()
 
     def write(self, batches: Iterator[pa.RecordBatch], cursors: dict[tuple[str, str], Cursor], *,
-              overwrite: bool, table: DeltaTable, metadata: dict[str, Any]) -> int:
+              overwrite: bool, table: DeltaTable, metadata: dict[str, Any],
+              derived_cursors: dict[tuple[str, str], Cursor] | None = None) -> int:
         """Append (or replace everything with) ``batches`` and the cursors in ONE commit."""
         transactions = []
-        for (exchange, symbol), cursor in sorted(cursors.items()):
-            transactions.append(Transaction(app_id("through", exchange, symbol), cursor.through_id))
-            transactions.append(Transaction(app_id("from", exchange, symbol), cursor.from_id))
+        for prefix, windows in (("", cursors), ("derived-", derived_cursors or {})):
+            for (exchange, symbol), cursor in sorted(windows.items()):
+                transactions += [Transaction(app_id(f"{prefix}through", exchange, symbol), cursor.through_id),
+                                 Transaction(app_id(f"{prefix}from", exchange, symbol), cursor.from_id)]
         reader = pa.RecordBatchReader.from_batches(SCHEMA, batches)
         try:
             write_deltalake(
@@ -195,7 +250,10 @@ class TradesTable:
                 commit_properties=CommitProperties(app_transactions=transactions, custom_metadata=metadata),
             )
         except CommitFailedError as exc:
-            raise CommitConflict(f"another writer committed to {self.uri} first: {exc}") from exc
+            raise CommitConflict(f"another writer committed to {self.uri} first: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else 'conflict'}") from None
+        except (DeltaError, OSError) as exc:
+            raise delta_failure(exc, self.uri, "writing to the table") from None
         loaded = self.load()
         assert loaded is not None
         return loaded.version()
@@ -253,21 +311,37 @@ ago must still find every file of it."""
 
 def compact(table: DeltaTable, *, target_size: int, zorder: bool, vacuum: bool, retain_hours: int,
             dry_run_vacuum: bool = False) -> CompactResult:
-    """Rewrite small files into large ones (one atomic commit); optionally vacuum old files."""
-    if retain_hours < MIN_RETENTION_HOURS:
-        from schemahub.errors import ConfigError
+    """Rewrite small files into large ones (one atomic commit); optionally vacuum old files.
 
-        raise ConfigError(f"--retain-hours {retain_hours} is below the {MIN_RETENTION_HOURS}h guard: "
-                          "readers of recent versions would lose files")
+    The caller holds the table's maintenance lease: delta-rs lets two rewrites that remove
+    the same files (``dataChange=false``) both commit, the second re-adding the rows the
+    first moved (delta-rs PR #3982 relaxed exactly that check), so rewrites must never
+    race each other. A commit race with a transform is a ``CommitConflict`` (retried).
+    """
+    check_retention(retain_hours)
     before = table.version()
-    if zorder:
-        metrics = table.optimize.z_order(["symbol", "trade_ts"], target_size=target_size,
-                                         writer_properties=writer_properties())
-    else:
-        metrics = table.optimize.compact(target_size=target_size, writer_properties=writer_properties())
+    try:
+        if zorder:
+            metrics = table.optimize.z_order(["symbol", "trade_ts"], target_size=target_size,
+                                             writer_properties=writer_properties())
+        else:
+            metrics = table.optimize.compact(target_size=target_size, writer_properties=writer_properties())
+    except CommitFailedError as exc:
+        raise CommitConflict(f"another writer committed first ({str(exc).splitlines()[0]})") from None
+    except (DeltaError, OSError) as exc:
+        raise delta_failure(exc, str(table.table_uri), "compacting") from None
     vacuumed: list[str] = []
     if vacuum or dry_run_vacuum:
-        vacuumed = table.vacuum(retention_hours=retain_hours, dry_run=dry_run_vacuum,
-                                enforce_retention_duration=False)
+        try:
+            vacuumed = table.vacuum(retention_hours=retain_hours, dry_run=dry_run_vacuum,
+                                    enforce_retention_duration=False)
+        except (DeltaError, OSError) as exc:
+            raise delta_failure(exc, str(table.table_uri), "vacuuming") from None
     return CompactResult(before, table.version(), int(metrics.get("numFilesRemoved", 0)),
                          int(metrics.get("numFilesAdded", 0)), vacuumed)
+
+
+def check_retention(retain_hours: int) -> None:
+    if retain_hours < MIN_RETENTION_HOURS:
+        raise ConfigError(f"--retain-hours {retain_hours} is below the {MIN_RETENTION_HOURS}h guard: "
+                          "readers of recent versions would lose files")

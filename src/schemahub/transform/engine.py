@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemahub.transform.mapping import FieldSpec, Mapping
+from schemahub.transform.mapping import FieldSpec, TradeMapping
 from schemahub.transform.schema import SCHEMA, UTC_MICROS
 
 _DECIMAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -52,7 +52,7 @@ class Applied:
     """file_id -> the first problem found in that file."""
 
 
-def apply(mapping: Mapping, raw: pa.Table) -> Applied:
+def apply(mapping: TradeMapping, raw: pa.Table) -> Applied:
     """Convert ``raw`` to unified rows; files with any bad row are left out and reported."""
     n = raw.num_rows
     columns: dict[str, pa.Array] = {}

@@ -80,7 +80,7 @@ class FieldSpec(_Model):
         return self
 
 
-class Mapping(_Model):
+class TradeMapping(_Model):
     mapping_version: int = Field(ge=1)
     exchange: str
     endpoint: str
@@ -129,8 +129,8 @@ class Mapping(_Model):
         return {name: spec.path for name, spec in self.fields.items() if spec.path is not None}
 
 
-def parse_mapping(text: str, where: str) -> Mapping:
-    """Validate YAML text into a ``Mapping``; errors name ``where`` and the line."""
+def parse_mapping(text: str, where: str) -> TradeMapping:
+    """Validate YAML text into a ``TradeMapping``; errors name ``where`` and the line."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -141,7 +141,7 @@ def parse_mapping(text: str, where: str) -> Mapping:
     if not isinstance(data, dict):
         raise MappingError("a mapping must be a YAML mapping (key: value)", path=where, line=1)
     try:
-        return Mapping.model_validate(data)
+        return TradeMapping.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
@@ -157,7 +157,7 @@ def parse_mapping(text: str, where: str) -> Mapping:
         raise MappingError(f"{field}: {message}", path=where, line=_line_of(root, loc)) from None
 
 
-def load_mapping(path: str | Path) -> Mapping:
+def load_mapping(path: str | Path) -> TradeMapping:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -166,7 +166,7 @@ def load_mapping(path: str | Path) -> Mapping:
 
 
 @cache
-def packaged(exchange: str, endpoint: str = "trades") -> Mapping:
+def packaged(exchange: str, endpoint: str = "trades") -> TradeMapping:
     """The mapping shipped with SchemaHub for ``exchange`` and ``endpoint``."""
     name = f"{exchange_name(exchange)}.{endpoint}.yaml"
     resource = resources.files("schemahub.transform") / "mappings" / name

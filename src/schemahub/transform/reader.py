@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemahub.infra.duck import connect
-from schemahub.infra.storage import LocalStorage, Storage
+from schemahub.infra.storage import ObjectStoreAccess
 from schemahub.raw.files import HEADER_KEY
-from schemahub.transform.mapping import Mapping
+from schemahub.transform.mapping import TradeMapping
 
 log = logging.getLogger("schemahub.transform")
 
@@ -48,7 +48,7 @@ class RawFile:
     time_unit: str | None = None
 
 
-def _column_sql(mapping: Mapping) -> tuple[str, str]:
+def _column_sql(mapping: TradeMapping) -> tuple[str, str]:
     """(read_json ``columns`` struct, SELECT list) for a mapping's paths."""
     paths = mapping.paths()
     if mapping.record == "array":
@@ -78,18 +78,18 @@ def _object_path_sql(name: str, path: str, head: str) -> str:
 class RawReader:
     """Reads groups of raw files of one mapping into Arrow tables."""
 
-    def __init__(self, threads: int | None = None, storage: Storage | None = None) -> None:
-        if storage is None or isinstance(storage, LocalStorage):
+    def __init__(self, threads: int | None = None, access: ObjectStoreAccess | None = None) -> None:
+        if access is None:
             config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
             self._con = duckdb.connect(config=config)  # local files need no extension
         else:
-            self._con = connect(threads, storage, extensions=())
+            self._con = connect(threads, access, extensions=())
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._con.close()
 
-    def read(self, files: Sequence[RawFile], mapping: Mapping) -> pa.Table:
+    def read(self, files: Sequence[RawFile], mapping: TradeMapping) -> pa.Table:
         """One query over ``files``; raises ``duckdb.Error`` if any file is unreadable."""
         columns, select = _column_sql(mapping)
         paths = pa.array([f.path for f in files], pa.string())
@@ -113,7 +113,8 @@ class RawReader:
                 self._con.unregister("paths")
         return _with_context(table, files, paths)
 
-    def read_isolating(self, files: Sequence[RawFile], mapping: Mapping) -> tuple[pa.Table, dict[int, str]]:
+    def read_isolating(self, files: Sequence[RawFile],
+                       mapping: TradeMapping) -> tuple[pa.Table, dict[int, str]]:
         """Read what can be read; return the unreadable files with DuckDB's reason."""
         try:
             return self.read(files, mapping), {}

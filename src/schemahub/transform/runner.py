@@ -15,100 +15,40 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from schemahub.errors import CommitConflict, CorruptState, SchemahubError
-from schemahub.infra.checkpoints import CheckpointStore
+from schemahub.errors import CorruptState, SchemahubError
+from schemahub.infra.checkpoints import CheckpointStore, RepairRange, RepairStore
 from schemahub.infra.storage import Storage
 from schemahub.raw import files as raw_files
 from schemahub.raw.layout import RawKey, parse_key, product_prefix
-from schemahub.table.delta import Cursor, TradesTable
+from schemahub.stop import StopToken
+from schemahub.table.delta import Cursor, TradesTable, replanned
+from schemahub.timeutil import new_run_id
 from schemahub.transform import engine, state
-from schemahub.transform.mapping import Mapping, packaged
+from schemahub.transform.mapping import TradeMapping, packaged
 from schemahub.transform.plan import ProductPlan, Watermark, has_overlap, overlap_groups, select_files
 from schemahub.transform.reader import RawFile, RawReader
+from schemahub.transform.report import (
+    NoProgress,
+    ProductResult,
+    StageProgress,
+    TransformOptions,
+    TransformReport,
+)
 from schemahub.transform.schema import SCHEMA
 
 log = logging.getLogger("schemahub.transform")
 
 COMMIT_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class TransformOptions:
-    rebuild: bool = False
-    dry_run: bool = False
-    retry_quarantined: bool = False
-    group_files: int = 200
-    """Raw files per DuckDB read (about 200,000 trades)."""
-
-
-@dataclass
-class ProductResult:
-    exchange: str
-    symbol: str
-    files: int = 0
-    raw_trades: int = 0
-    rows_written: int = 0
-    duplicates_dropped: int = 0
-    quarantined: int = 0
-    cursor_before: Cursor | None = None
-    cursor_after: Cursor | None = None
-
-
-@dataclass
-class TransformReport:
-    run_id: str
-    started_at: datetime
-    rebuild: bool
-    dry_run: bool
-    table_version_before: int | None = None
-    table_version_after: int | None = None
-    finished_at: datetime | None = None
-    elapsed_s: float = 0.0
-    products: list[ProductResult] = field(default_factory=list)
-    quarantined: list[state.Quarantined] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    commit_attempts: int = 0
-
-    @property
-    def rows_written(self) -> int:
-        return sum(p.rows_written for p in self.products)
-
-    @property
-    def raw_trades(self) -> int:
-        return sum(p.raw_trades for p in self.products)
-
-    @property
-    def needs_attention(self) -> bool:
-        return bool(self.quarantined or self.errors)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "rebuild": self.rebuild, "dry_run": self.dry_run,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "table_version_before": self.table_version_before,
-            "table_version_after": self.table_version_after,
-            "files": sum(p.files for p in self.products), "raw_trades": self.raw_trades,
-            "rows_written": self.rows_written,
-            "duplicates_dropped": sum(p.duplicates_dropped for p in self.products),
-            "products": [{**vars(p), "cursor_before": _cursor(p.cursor_before),
-                          "cursor_after": _cursor(p.cursor_after)} for p in self.products],
-            "quarantined": [q.model_dump(mode="json") for q in self.quarantined],
-            "errors": self.errors, "commit_attempts": self.commit_attempts,
-        }
 
 
 def _sorted(rows: pa.Table) -> pa.Table:
@@ -118,10 +58,6 @@ def _sorted(rows: pa.Table) -> pa.Table:
     if len(times) < 2 or pc.all(pc.greater_equal(times.slice(1), times.slice(0, len(times) - 1))).as_py():
         return rows
     return rows.sort_by([("trade_ts", "ascending"), ("trade_id", "ascending")])
-
-
-def _cursor(cursor: Cursor | None) -> list[int] | None:
-    return None if cursor is None else [cursor.from_id, cursor.through_id]
 
 
 @dataclass(frozen=True)
@@ -139,44 +75,35 @@ class _Work:
     files: list[RawFile]
 
 
-class StageProgress(Protocol):
-    """Where a long stage reports progress (a terminal bar, log lines, or nothing)."""
-
-    def start(self, total: int | None) -> None: ...
-
-    def advance(self, done: int, rows: int) -> None: ...
-
-
-class _NoProgress:
-    def start(self, total: int | None) -> None:
-        pass
-
-    def advance(self, done: int, rows: int) -> None:
-        pass
-
-
 class Transformer:
     def __init__(self, storage: Storage, table: TradesTable, *, run_id: str | None = None,
-                 progress: StageProgress | None = None) -> None:
+                 progress: StageProgress | None = None, stop: StopToken | None = None) -> None:
         self.storage = storage
         self.table = table
-        self.progress: StageProgress = progress or _NoProgress()
-        self.run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        self.progress: StageProgress = progress or NoProgress()
+        self.run_id = run_id or new_run_id()
         self.checkpoints = CheckpointStore(storage)
+        self.stop = stop or StopToken()
+        self.repairs = RepairStore(storage)
         self._retried: set[str] = set()
+        self._repairing: set[str] = set()
+        self._quarantined: dict[str, state.Quarantined] = {}
+        """Files quarantined by this run, kept across re-plans after a lost commit race."""
 
     def run(self, options: TransformOptions) -> TransformReport:
         started = time.monotonic()
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+
+        def attempt(number: int) -> TransformReport:
             report = TransformReport(self.run_id, datetime.now(UTC), options.rebuild, options.dry_run,
-                                     commit_attempts=attempt)
-            try:
-                self._run_once(options, report)
-                break
-            except CommitConflict as exc:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise
-                log.warning("transform lost a commit race (%s); planning again", exc)
+                                     commit_attempts=number)
+            self._run_once(options, report)
+            return report
+
+        report = replanned(attempt, COMMIT_ATTEMPTS, "transform")
+        # A file quarantined in a lost attempt is skipped by the re-plan, but it is still
+        # this run's finding: the report (and the exit status) must say so.
+        seen = {q.key for q in report.quarantined}
+        report.quarantined += [q for key, q in self._quarantined.items() if key not in seen]
         report.finished_at = datetime.now(UTC)
         report.elapsed_s = time.monotonic() - started
         return report
@@ -193,28 +120,51 @@ class Transformer:
                 continue
             if stored is not None:
                 cp = stored.value
-                found[(exchange, sym)] = Watermark(cp.start_after_id, cp.last_trade_id)
+                found[(exchange, sym)] = Watermark(cp.start_after_id, cp.last_trade_id, cp.derived_after_id,
+                                                   cp.derived_through_id)
         return found
 
     def _plans(self, delta: DeltaTable | None, options: TransformOptions,
                report: TransformReport) -> list[ProductPlan]:
         watermarks = self._watermarks(report)
         cursors = {} if options.rebuild else self.table.cursors(delta, watermarks)
+        derived = {} if options.rebuild else self.table.cursors(delta, watermarks, derived=True)
         plans = []
         for (exchange, sym), watermark in sorted(watermarks.items()):
-            cursor = cursors.get((exchange, sym))
+            cursor, derived_cursor = cursors.get((exchange, sym)), derived.get((exchange, sym))
             quarantined = state.quarantined(self.storage, exchange, sym)
             keys = self._list(exchange, sym, cursor, watermark)
-            chosen, skipped = select_files(keys, watermark, cursor, set(quarantined))
+            chosen, skipped = select_files(keys, watermark, cursor, set(quarantined), derived_cursor)
             if options.retry_quarantined and quarantined:
                 retry = [k for k in map(parse_key, quarantined) if k is not None]
                 chosen = sorted(set(chosen) | set(retry), key=lambda k: (k.first_id, k.last_id))
                 skipped = 0
                 self._retried.update(k.key for k in retry)
-            plan = ProductPlan(exchange, sym, watermark, cursor, chosen, skipped)
+            repaired = self._repaired_files(exchange, sym)
+            if repaired:  # inside the transformed window, but not in the table: take them
+                chosen = sorted(set(chosen) | repaired, key=lambda k: (k.first_id, k.last_id))
+            plan = ProductPlan(exchange, sym, watermark, cursor, chosen, skipped, derived_cursor)
             if plan.changes or options.rebuild:
                 plans.append(plan)
         return plans
+
+    def _repaired_files(self, exchange: str, sym: str) -> set[RawKey]:
+        """Raw files ``schemahub repair`` fetched again, awaiting this transform."""
+        stored = self.repairs.load(exchange, sym)
+        keys = {k for r in (stored.value.ranges if stored else []) if r.fetched_at is not None
+                for k in map(parse_key, r.raw_keys) if k is not None}
+        self._repairing.update(k.key for k in keys)
+        return keys
+
+    def _clear_repairs(self, work: list[_Work], report: TransformReport) -> None:
+        """Repair ranges whose files this run committed are done."""
+        committed = {f.key for item in work for f in item.files} - {q.key for q in report.quarantined}
+        products = {(item.plan.exchange, item.plan.symbol) for item in work}
+        for exchange, sym in products:
+            def done(ranges: list[RepairRange]) -> list[RepairRange]:
+                return [r for r in ranges if r.fetched_at is None or not set(r.raw_keys) <= committed]
+
+            self.repairs.update(exchange, sym, done)
 
     def _list(self, exchange: str, sym: str, cursor: Cursor | None, watermark: Watermark) -> list[RawKey]:
         prefix = product_prefix(exchange, sym)
@@ -274,13 +224,14 @@ class Transformer:
         record = state.Quarantined(key=key.key, reason=reason, detected_at=when, run_id=self.run_id)
         if not dry_run:
             record = state.quarantine(self.storage, key, reason, self.run_id, when)
+            self._quarantined[key.key] = record
         report.quarantined.append(record)
         result.quarantined += 1
 
     # -- running ------------------------------------------------------------------------
 
     def _run_once(self, options: TransformOptions, report: TransformReport) -> None:
-        self._retried = set()
+        self._retried, self._repairing = set(), set()
         delta = self.table.load()
         report.table_version_before = delta.version() if delta is not None else None
         plans = self._plans(delta, options, report)
@@ -291,21 +242,26 @@ class Transformer:
             return
         if delta is None:
             delta = self.table.create()  # an empty first version: later writes are appends
-        reader = RawReader(storage=self.storage)
+        reader = RawReader(access=self.storage.access())
         self.progress.start(sum(len(w.files) for w in work))
         existing = None if options.rebuild else _Existing(delta.to_pyarrow_dataset(),
                                                           self.table.file_stats(delta))
         try:
             batches = self._batches(work, reader, existing, options, report)
             cursors = {(w.plan.exchange, w.plan.symbol): w.plan.new_cursor for w in work}
+            derived = {(w.plan.exchange, w.plan.symbol): window for w in work
+                       if (window := w.plan.new_derived_cursor) is not None}
             metadata = {"schemahub.run_id": self.run_id,
                         "schemahub.operation": "rebuild" if options.rebuild else "transform"}
             report.table_version_after = self.table.write(
-                batches, cursors, overwrite=options.rebuild, table=delta, metadata=metadata)
+                batches, cursors, overwrite=options.rebuild, table=delta, metadata=metadata,
+                derived_cursors=derived)
         finally:
             reader.close()
         for item in work:
             self._save_hint(item)
+        if self._repairing:
+            self._clear_repairs(work, report)
         still_bad = {q.key for q in report.quarantined}
         for key in self._retried - still_bad:  # repaired files are in the table now
             parsed = parse_key(key)
@@ -320,32 +276,44 @@ class Transformer:
         preparing the next group while the writer encodes this one uses both cores.
         """
         ready: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=2)
-        stop = threading.Event()
+        done = threading.Event()
+
+        def hand_over(item: pa.Table | BaseException | None) -> bool:
+            """Queue ``item`` unless the consumer is gone (a full queue never blocks for good)."""
+            while not done.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def produce() -> None:
             try:
                 for table in self._tables(work, reader, existing, options, report):
-                    while not stop.is_set():
-                        try:
-                            ready.put(table, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not hand_over(table):
                         return
-                ready.put(None)
+                hand_over(None)
             except BaseException as exc:  # handed to the consumer, which re-raises it
-                ready.put(exc)
+                hand_over(exc)
 
         worker = threading.Thread(target=produce, name="transform-read", daemon=True)
         worker.start()
         try:
-            while (item := ready.get()) is not None:
+            while True:
+                try:
+                    item = ready.get(timeout=0.1)
+                except queue.Empty:
+                    self.stop.check()  # a stop before the commit: nothing is committed
+                    continue
+                if item is None:
+                    break
                 if isinstance(item, BaseException):
                     raise item
+                self.stop.check()
                 yield from item.to_batches(max_chunksize=256 * 1024)
         finally:
-            stop.set()
+            done.set()
             worker.join()
 
     def _tables(self, work: list[_Work], reader: RawReader, existing: _Existing | None,
@@ -369,7 +337,7 @@ class Transformer:
                     item.result.rows_written += rows.num_rows
                     yield _sorted(rows)
 
-    def _rows(self, files: list[RawFile], mapping: Mapping, reader: RawReader, report: TransformReport,
+    def _rows(self, files: list[RawFile], mapping: TradeMapping, reader: RawReader, report: TransformReport,
               result: ProductResult, dry_run: bool) -> pa.Table:
         raw, unreadable = reader.read_isolating(files, mapping)
         by_id = {f.file_id: f for f in files}
@@ -384,7 +352,7 @@ class Transformer:
                                   report, result, dry_run)
         return applied.table
 
-    def _explain(self, raw_file: RawFile, mapping: Mapping, reader: RawReader,
+    def _explain(self, raw_file: RawFile, mapping: TradeMapping, reader: RawReader,
                  rejected: engine.Rejected) -> str:
         """The rejection with its line number, from a read of that one file (in file order)."""
         alone = engine.apply(mapping, reader.read([raw_file], mapping)).rejected.get(raw_file.file_id)
@@ -411,11 +379,9 @@ class Transformer:
         return fresh
 
     def _save_hint(self, item: _Work) -> None:
-        if not item.files:
+        days = [key.day for key in item.plan.files]
+        if not item.files or not days:
             return
-        last = max(item.files, key=lambda f: f.last_id)
-        key = parse_key(last.key)
-        assert key is not None
         state.write_hint(self.storage, item.plan.exchange, item.plan.symbol,
-                         state.ListingHint(through_id=item.plan.new_cursor.through_id, through_day=key.day))
+                         state.ListingHint(through_id=item.plan.new_cursor.through_id, through_day=max(days)))
 

@@ -2,8 +2,10 @@
 
 * ``state/quarantine/<exchange>/<symbol>/<raw file name>.json`` - a raw file the transform
   could not use, and why. Written *before* the commit that moves the cursor past the
-  file, so a file is never skipped silently. ``check`` reports them; ``transform
-  --retry-quarantined`` tries them again (after a repair).
+  file, so a file is never skipped silently. ``check`` reports them (their trades count
+  as missing); ``schemahub quarantine release`` sets the file aside
+  (``state/released/...``) and asks ``schemahub repair`` to fetch its range again;
+  ``transform --retry-quarantined`` tries a file repaired by hand again.
 * ``state/transform/<exchange>/<symbol>.json`` - where the last transform ended (trade id
   and day), so the next one lists raw folders from that day on. Only a hint: the
   authoritative cursor is in the Delta table; a stale or missing hint means a longer
@@ -80,6 +82,14 @@ def all_quarantined(storage: Storage) -> list[Quarantined]:
 def release(storage: Storage, raw: RawKey) -> None:
     name = raw.key.rsplit("/", 1)[1]
     storage.delete(_quarantine_prefix(raw.exchange, raw.symbol) + name + ".json")
+
+
+def set_aside(storage: Storage, raw: RawKey, data: bytes) -> str:
+    """Keep a released file's bytes (``state/released/...``) for forensics; its location."""
+    name = raw.key.rsplit("/", 1)[1]
+    key = f"state/released/{exchange_name(raw.exchange)}/{symbol(raw.symbol)}/{name}"
+    storage.write(key, data)
+    return storage.url_for(key)
 
 
 def _hint_key(exchange: str, sym: str) -> str:

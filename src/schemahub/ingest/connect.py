@@ -1,0 +1,67 @@
+"""Settings + a venue's connector class -> a connector talking to the venue within its limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from schemahub.errors import ConfigError
+from schemahub.http.client import ClientConfig, ExchangeClient
+from schemahub.http.retry import RetryPolicy
+from schemahub.settings import Settings
+from schemahub.sources.base import TradeSource
+from schemahub.sources.registry import source_class
+from schemahub.stop import StopToken
+
+
+def base_url(settings: Settings, cls: type[TradeSource]) -> str:
+    return settings.venue(cls.name).url or cls.default_base_url
+
+
+def endpoint(settings: Settings, cls: type[TradeSource]) -> str:
+    """Which trade endpoint to ingest from (``SCHEMAHUB_<EXCHANGE>_ENDPOINT``)."""
+    chosen = settings.venue(cls.name).endpoint or cls.endpoints[0]
+    if chosen not in cls.endpoints:
+        raise ConfigError(f"SCHEMAHUB_{cls.name.upper()}_ENDPOINT={chosen!r}: {cls.name} offers "
+                          f"{', '.join(cls.endpoints)}")
+    return chosen
+
+
+def client_config(settings: Settings, cls: type[TradeSource], *, rate: float | None = None,
+                  burst: int | None = None, unlimited: bool = False) -> ClientConfig:
+    """HTTP settings for one venue: its documented limit unless overridden.
+
+    ``rate`` and ``burst`` count trade-page *requests* on every venue; where the venue
+    budgets request weight (Binance), they are converted to weight here.
+    """
+    weight = cls.page_weight.get(endpoint(settings, cls), 1)
+    return ClientConfig(
+        base_url=base_url(settings, cls),
+        rate=None if unlimited else (rate * weight if rate else cls.client_limit.rate),
+        burst=burst * weight if burst else cls.client_limit.burst,
+        rate_is_explicit=rate is not None,
+        connect_timeout=settings.http.connect_timeout,
+        read_timeout=settings.http.read_timeout,
+        rate_limit_pause=(settings.http.rate_limit_pause if settings.http.rate_limit_pause is not None
+                          else cls.rate_limit_pause),
+        headers=cls.request_headers,
+        used_weight_header=cls.used_weight_header,
+        weight_per_minute=None if unlimited else cls.weight_per_minute,
+        retry=RetryPolicy(max_attempts=settings.retry.max_attempts, base=settings.retry.base,
+                          cap=settings.retry.cap),
+        breaker_threshold=settings.breaker.threshold,
+        breaker_cooldown=settings.breaker.cooldown,
+    )
+
+
+@contextmanager
+def open_source(settings: Settings, exchange: str, *, rate: float | None = None, burst: int | None = None,
+                unlimited: bool = False, transport: httpx.BaseTransport | None = None,
+                stop: StopToken | None = None) -> Iterator[TradeSource]:
+    """The venue's REST connector, its HTTP client closed on exit."""
+    cls = source_class(exchange)
+    config = client_config(settings, cls, rate=rate, burst=burst, unlimited=unlimited)
+    with ExchangeClient(exchange, config, transport=transport, stop=stop) as client:
+        yield cls(client, endpoint(settings, cls))
