@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from schemahub import pipeline
 from schemahub.infra.checkpoints import Checkpoint, GapLog
 from schemahub.ingest.exchanges import IngestRequest
 from schemahub.ingest.report import IngestReport
-from schemahub.ingest.run import IngestOptions
+from schemahub.ingest.run import IngestOptions, SourceMode
 from schemahub.raw import files
 from schemahub.raw.layout import parse_key, product_prefix
 from schemahub.settings import Settings
@@ -50,20 +51,28 @@ FAST_ENV = {
 }
 
 
+def sim_env(sim: Simulator) -> dict[str, str]:
+    """Point SchemaHub at a simulator: its API, and its archive host where it has one."""
+    env = {f"SCHEMAHUB_{sim.exchange.upper()}_URL": sim.url}
+    if sim.api.archive is not None:
+        env[f"SCHEMAHUB_{sim.exchange.upper()}_ARCHIVE_URL"] = sim.url
+    return env
+
+
 def settings(lake: LakeLike, sim: Simulator | None, **env: str) -> Settings:
-    url = sim.url if sim is not None else "http://127.0.0.1:9"
-    exchange = sim.exchange if sim is not None else "coinbase"
     where = as_lake(lake)
-    return Settings.load(where.url, env={**FAST_ENV, **where.env, f"SCHEMAHUB_{exchange.upper()}_URL": url,
-                                         **env})
+    target = sim_env(sim) if sim is not None else {"SCHEMAHUB_COINBASE_URL": "http://127.0.0.1:9"}
+    return Settings.load(where.url, env={**FAST_ENV, **where.env, **target, **env})
 
 
 def ingest(lake: LakeLike, sim: Simulator, products: Sequence[str] | None, *, since_us: int = EPOCH_2020_US,
            rate: float = 1000.0, burst: int = 50, workers: int = 3, chunks: int = 4, dry_run: bool = False,
-           **env: str) -> IngestReport:
-    """Ingest one simulated exchange through the pipeline (``rate``: trade-page requests/s)."""
+           source: SourceMode = "rest", **env: str) -> IngestReport:
+    """Ingest one simulated exchange through the pipeline (``rate``: trade-page requests/s).
+
+    REST unless ``source`` says otherwise: the archive tests choose it explicitly."""
     options = IngestOptions(since_us=since_us, workers=workers, chunk_concurrency=chunks,
-                            commit_interval_s=0.05)
+                            commit_interval_s=0.05, source=source)
     request = IngestRequest([sim.exchange], list(products) if products else None, lambda _: options,
                             dry_run=dry_run, rate=rate, burst=burst)
     reports = pipeline.ingest(settings(lake, sim, **env), request)
@@ -81,7 +90,7 @@ def cli_env(sim: Simulator | Sequence[Simulator] | None, lake: LakeRef | None = 
     env["SCHEMAHUB_COINBASE_URL"] = "http://127.0.0.1:9"
     sims = [] if sim is None else [sim] if isinstance(sim, Simulator) else list(sim)
     for one in sims:
-        env[f"SCHEMAHUB_{one.exchange.upper()}_URL"] = one.url
+        env.update(sim_env(one))
     env.update(extra)
     return env
 
@@ -145,15 +154,57 @@ def assert_shaped_like(got: Any, recorded: Any, where: str = "$", *, same_keys: 
 
 def raw_files(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[tuple[str, files.RawHeader,
                                                                                     list[dict[str, Any]]]]:
+    """Every raw file of a product with its trades; a bulk-archive coverage record's trades are
+    its zip's rows in the committed ids, in the REST API's JSON form (so both compare alike)."""
     storage = as_lake(lake).storage()
     out = []
     for info in storage.list(product_prefix(exchange, symbol)):
-        assert parse_key(info.key) is not None, f"unexpected object in the raw layer: {info.key}"
+        if "/archives/" in info.key:
+            continue  # verbatim archive zips: read through their coverage records
+        parsed = parse_key(info.key)
+        assert parsed is not None, f"unexpected object in the raw layer: {info.key}"
         data = storage.read(info.key)
         assert data is not None
+        if parsed.archive:
+            header = files.read_header(data, info.key)
+            out.append((info.key, header, archive_records(storage, header)))
+            continue
         header, records = files.decode(data, info.key)
         out.append((info.key, header, list(records)))
     return out
+
+
+def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any]]:
+    """A coverage record's rows, from the zip in the lake, as Binance's REST API writes them
+    (times in µs, like the ground truth SchemaHub is served)."""
+    import io
+    import zipfile
+
+    archive = header.archive
+    assert archive is not None
+    data = storage.read(archive.key)
+    assert data is not None, f"{archive.key} is missing"
+    assert hashlib.sha256(data).hexdigest() == archive.sha256, f"{archive.key} is not the verified file"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        text = zf.read(zf.namelist()[0]).decode()
+    scale = 1 if header.time_unit == "us" else 1000
+    records = []
+    for line in text.splitlines():
+        if not line or not line[0].isdigit():
+            continue  # a header row
+        cells = line.split(",")
+        if archive.dataset == "trades":
+            record: dict[str, Any] = {
+                "id": int(cells[0]), "price": cells[1], "qty": cells[2], "quoteQty": cells[3],
+                "time": int(cells[4]) * scale, "isBuyerMaker": cells[5].lower() == "true",
+                "isBestMatch": cells[6].lower() == "true"}
+        else:
+            record = {"a": int(cells[0]), "p": cells[1], "q": cells[2], "f": int(cells[3]),
+                      "l": int(cells[4]), "T": int(cells[5]) * scale, "m": cells[6].lower() == "true",
+                      "M": cells[7].lower() == "true"}
+        if header.covers_after_id < trade_id(record) <= header.covers_through_id:
+            records.append(record)
+    return sorted(records, key=trade_id)
 
 
 def lake_keys(lake: LakeLike, prefix: str = "") -> list[str]:

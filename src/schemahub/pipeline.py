@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from schemahub.quality.checks import CheckOptions, CheckResult
     from schemahub.query.engine import QueryEngine
     from schemahub.table.delta import CompactResult, TradesTable
+    from schemahub.transform.claims import Claims
     from schemahub.transform.report import StageProgress, TransformOptions, TransformReport
     from schemahub.transform.state import Quarantined
 
@@ -246,14 +247,17 @@ def _maintenance_lease(keeper: LeaseKeeper, wait_s: float, stop: StopToken, what
 
 
 def transform(settings: Settings, options: TransformOptions, progress: StageProgress | None = None,
-              stop: StopToken | None = None, lock_wait_s: float = 0.0) -> TransformReport:
+              stop: StopToken | None = None, lock_wait_s: float = 0.0,
+              round_ids: int | None = None) -> TransformReport:
+    """Transform what ingest committed; ``round_ids`` caps the trade ids of one commit (see
+    ``transform.claims``: several processes share a big backfill by product)."""
     from schemahub.transform.runner import Transformer
 
     stop = stop or StopToken()
     backends = open_backends(settings, create=not options.dry_run)
-    transformer = Transformer(backends.storage, trades_table(backends), progress=progress, stop=stop)
     if options.dry_run:
-        return transformer.run(options)
+        planner = Transformer(backends.storage, trades_table(backends), progress=progress, stop=stop)
+        return planner.run(options)
     backends.clear_orphans()
     if options.retry_quarantined:
         _release_vanished(backends)
@@ -261,9 +265,33 @@ def transform(settings: Settings, options: TransformOptions, progress: StageProg
             runs.recording(backends.storage, "transform", _emit(settings)) as record:
         if options.rebuild:  # a rebuild replaces every file: it must not overlap a compaction
             _maintenance_lease(keeper, lock_wait_s, stop, "rebuild")
+        claims = None if options.rebuild else _product_claims(keeper, round_ids)
+        transformer = Transformer(backends.storage, trades_table(backends), progress=progress, stop=stop,
+                                  claims=claims)
         report = transformer.run(options)
         report.record_into(record)
     return report
+
+
+def _product_claims(keeper: LeaseKeeper, round_ids: int | None) -> Claims:
+    """Transform leases per product, so processes on several hosts share a backfill."""
+    leases: dict[tuple[str, str], Lease] = {}
+
+    def take(exchange: str, symbol: str) -> bool:
+        try:
+            leases[(exchange, symbol)] = keeper.acquire(f"transform/{exchange}/{symbol}")
+        except LockHeld:
+            return False
+        return True
+
+    def give_back(exchange: str, symbol: str) -> None:
+        lease = leases.pop((exchange, symbol), None)
+        if lease is not None:
+            keeper.release(lease)
+
+    from schemahub.transform.claims import Claims
+
+    return Claims(take, give_back) if round_ids is None else Claims(take, give_back, round_ids=round_ids)
 
 
 def _release_vanished(backends: Backends) -> None:

@@ -39,13 +39,15 @@ from dataclasses import dataclass, field
 
 from schemahub.errors import ConfigError
 from schemahub.infra.aws import Aws
-from schemahub.sources.registry import list_exchanges
+from schemahub.sources.registry import list_exchanges, spec
 
 DEFAULT_LAKE = "./lake"
 DEFAULT_GLUE_DATABASE = "schemahub"
 _GLUE_DATABASE = re.compile(r"[a-z][a-z0-9_]{0,254}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9/_.#:-]{1,255}")
-_VENUE_SETTINGS = ("URL", "ARCHIVE_URL", "ENDPOINT")
+_VENUE_SETTINGS = ("URL", "ENDPOINT")
+_ARCHIVE_SETTINGS = ("ARCHIVE_URL",)
+"""Only for venues that publish a bulk archive (their spec names an archive source)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def known_variables() -> list[str]:
              "SCHEMAHUB_RATE_LIMIT_PAUSE", "SCHEMAHUB_LOCK_TTL", "SCHEMAHUB_METRICS",
              "SCHEMAHUB_METRICS_NAMESPACE"]
     for exchange in list_exchanges():
-        names += [f"SCHEMAHUB_{exchange.upper()}_{suffix}" for suffix in _VENUE_SETTINGS]
+        suffixes = _VENUE_SETTINGS + (_ARCHIVE_SETTINGS if spec(exchange).archive else ())
+        names += [f"SCHEMAHUB_{exchange.upper()}_{suffix}" for suffix in suffixes]
     return names
 
 

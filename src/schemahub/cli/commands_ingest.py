@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from contextlib import ExitStack
 from typing import Annotated
@@ -35,14 +36,24 @@ from schemahub.ingest.report import exit_code
 from schemahub.sources.registry import DEFAULT_EXCHANGE
 
 
+class SourceChoice(enum.StrEnum):
+    AUTO = "auto"
+    ARCHIVE = "archive"
+    REST = "rest"
+
+
 @app.command()
 @errors
 def ingest(
     exchange: ExchangesOption = DEFAULT_EXCHANGE,
     products: ProductsOption = None,
     since: Annotated[str | None, typer.Option(
-        help="Cold start for products without a checkpoint: ISO time or a duration ago (6h, 2d). "
-             "Default 24h.")] = None,
+        help="Where history starts: ISO time or a duration ago (6h, 2d). A new product starts there "
+             "(default 24h ago); a product whose history starts later is extended back to it.")] = None,
+    source: Annotated[SourceChoice, typer.Option(
+        help="auto: bulk archives for whole published days where the exchange has them (Binance), "
+             "REST for the rest; archive: archives only (REST just for their seams); rest: REST only.",
+        case_sensitive=False)] = SourceChoice.AUTO,
     workers: Annotated[int | None, typer.Option(min=1, help="Products in parallel.")] = None,
     chunk_concurrency: Annotated[int | None, typer.Option(
         min=1, help="Chunks in flight per product (default from Little's law).")] = None,
@@ -67,7 +78,8 @@ def ingest(
     names = ingest_exchanges.resolve_exchanges(split_names(exchange) or [])
     options_for = ingest_exchanges.planned_options(
         settings, since_us=since_us, workers=workers, chunk_concurrency=chunk_concurrency,
-        lock_wait_s=lock_wait, job=job, rate=rate, products=len(requested) if requested else None)
+        lock_wait_s=lock_wait, job=job, rate=rate, products=len(requested) if requested else None,
+        source=source.value)
     request = ingest_exchanges.IngestRequest(names, requested, options_for, dry_run=dry_run, rate=rate,
                                              burst=burst)
     progress = TerminalProgress(err) if context.interactive and not dry_run else LogProgress()

@@ -46,16 +46,23 @@ def transform(
     lock_wait: Annotated[float, typer.Option(
         min=0, help="--rebuild: seconds to wait for a compaction of the table to end (0: stop at once).")]
         = 0.0,
+    round_ids: Annotated[int | None, typer.Option(
+        min=1, help="Trade ids per commit (default 200M). Smaller rounds let several transform processes "
+                    "share a backfill sooner.")] = None,
     json_output: JsonOption = False,
     lake: LakeOption = None,
 ) -> None:
-    """Move committed raw trades into the unified Delta table, exactly once."""
+    """Move committed raw trades into the unified Delta table, exactly once.
+
+    Several transform processes (on one host or many) can run at once: each leases the
+    products it transforms, so they share the work product by product.
+    """
     from schemahub.transform.report import TransformOptions
 
     options = TransformOptions(rebuild=rebuild, dry_run=dry_run, retry_quarantined=retry_quarantined)
     with stop_on_signals() as stop, stage_progress("rebuild" if rebuild else "transform") as progress:
         report = pipeline.transform(settings_for(lake), options, progress=progress, stop=stop,
-                                    lock_wait_s=lock_wait)
+                                    lock_wait_s=lock_wait, round_ids=round_ids)
     if json_output:
         output.print_json(report.to_dict())
     else:

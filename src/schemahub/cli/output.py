@@ -143,19 +143,23 @@ def print_repair(report: RepairReport, console: Console, errors: Console) -> Non
 
 
 def checkpoints_table(rows: Sequence[CheckpointRow], wide: bool = False) -> Table:
+    """Both ends of every product's covered history (ids too with ``--wide``)."""
+    moment = "%Y-%m-%d %H:%M:%S" if wide else "%Y-%m-%d %H:%M"
     out = []
     for row in rows:
         cp = row.checkpoint
         if cp is None:
-            out.append([row.exchange, row.symbol, "[red]corrupt[/]", "", "", ""])
+            out.append([row.exchange, row.symbol, "[red]corrupt[/]", "", ""] + (["", "", ""] if wide else []))
             continue
-        last = cp.last_trade_time.strftime("%Y-%m-%d %H:%M:%S" if wide else "%m-%d %H:%M:%S") \
-            if cp.last_trade_time else ""
-        out.append([cp.exchange, cp.symbol, "ok", str(cp.start_after_id), str(cp.last_trade_id), last])
+        first = cp.first_trade_time.strftime(moment) if cp.first_trade_time else "?"
+        last = cp.last_trade_time.strftime(moment) if cp.last_trade_time else ""
+        state = "extending" if cp.backfill is not None else "ok"
+        out.append([cp.exchange, cp.symbol, state, first, last])
         if wide:
-            out[-1].append(cp.updated_at.isoformat(timespec="seconds"))
-    columns = ["exchange", "product", "state", "start after id", "last trade id", "last trade (UTC)"]
-    return table(columns + (["updated"] if wide else []), out)
+            updated = cp.updated_at.isoformat(timespec="seconds")
+            out[-1] += [str(cp.start_after_id), str(cp.last_trade_id), updated]
+    columns = ["exchange", "product", "state", "first trade (UTC)", "last trade (UTC)"]
+    return table(columns + (["start after id", "last trade id", "updated"] if wide else []), out)
 
 
 def quarantine_table(records: Sequence[Quarantined], wide: bool = False) -> Table:
@@ -191,6 +195,10 @@ def print_transform(report: TransformReport, console: Console) -> None:
     if not report.dry_run and report.elapsed_s > 0:
         console.print(f"{plural(report.rows_written, 'row')} in {report.elapsed_s:.2f}s "
                       f"({report.raw_trades / report.elapsed_s:,.0f} raw trades/s)")
+    if report.commits > 1:
+        console.print(f"{report.commits} commits (rounds of products)")
+    if report.skipped_held:
+        console.print(f"left to another transform process: {', '.join(report.skipped_held)}", highlight=False)
     for record in report.quarantined:
         console.print(f"[yellow]quarantined {record.key}: {record.reason}[/]", highlight=False)
     for message in report.errors:

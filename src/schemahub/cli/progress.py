@@ -29,16 +29,19 @@ log = logging.getLogger("schemahub.progress")
 
 
 class _RateColumn(ProgressColumn):
-    """trades/s, requests/s and 429s of one product."""
+    """trades/s, requests/s and 429s of one product (and MB/s while archives download)."""
 
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
         trades = task.fields.get("trades", 0)
         requests = task.fields.get("requests", 0)
         limited = task.fields.get("limited", 0)
+        received = task.fields.get("bytes", 0)
         if elapsed <= 0:
             return Text("")
         text = f"{trades / elapsed:>9,.0f} trades/s {requests / elapsed:>5.1f} req/s"
+        if received:
+            text += f" {received / 1e6:,.0f} MB {received / 1e6 / elapsed:,.1f} MB/s"
         return Text(text + (f" {limited} x429" if limited else ""), style="cyan")
 
 
@@ -53,6 +56,7 @@ class TerminalProgress:
         )
         self._tasks: dict[str, TaskID] = {}
         self._trades: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> TerminalProgress:
@@ -76,6 +80,13 @@ class TerminalProgress:
             self._progress.update(self._tasks[name], advance=ids, trades=self._trades[name],
                                   requests=snap.requests, limited=snap.rate_limited)
 
+    def bytes_received(self, name: str, size: int) -> None:
+        with self._lock:
+            if name not in self._tasks:
+                self._tasks[name] = self._progress.add_task(name, total=None, trades=0)
+            self._bytes[name] = self._bytes.get(name, 0) + size
+            self._progress.update(self._tasks[name], bytes=self._bytes[name])
+
     def product_finished(self, report: ProductReport) -> None:
         with self._lock:
             task = self._tasks.get(report.label)
@@ -88,6 +99,7 @@ class _Counts:
     total: int | None
     done: int = 0
     trades: int = 0
+    bytes: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: bool = False
 
@@ -127,11 +139,16 @@ class LogProgress:
             elapsed = max(now - c.started, 1e-9)
             rate = c.done / elapsed
             eta = (c.total - c.done) / rate if rate > 0 and c.total is not None else None
-            log.info("%s %d/%s ids, %d trades, %.0f trades/s", product, c.done,
-                     "?" if c.total is None else c.total, c.trades, c.trades / elapsed,
+            log.info("%s %d/%s ids, %d trades, %.0f trades/s, %.0f MB downloaded", product, c.done,
+                     "?" if c.total is None else c.total, c.trades, c.trades / elapsed, c.bytes / 1e6,
                      extra={"event": "progress", "product": product, "done_ids": c.done, "total_ids": c.total,
                             "trades": c.trades, "trades_per_s": round(c.trades / elapsed, 1),
+                            "bytes_downloaded": c.bytes,
                             "eta_s": None if eta is None else round(eta, 1)})
+
+    def bytes_received(self, name: str, size: int) -> None:
+        with self._lock:
+            self._counts.setdefault(name, _Counts(None)).bytes += size
 
     def product_finished(self, report: ProductReport) -> None:
         with self._lock:

@@ -181,13 +181,14 @@ class ExchangeClient:
                                       on_retry=self._on_retry(path, count), stop=self.stop)
 
     def download(self, path: str, sink: BinaryIO, *, expect_sha256: Callable[[], str | None] | None = None,
-                 stats: RequestStats | None = None) -> Download | None:
+                 stats: RequestStats | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> Download | None:
         """Stream ``path`` into ``sink`` (emptied before each attempt); None when it answers 404.
 
         ``expect_sha256`` names the digest the bytes must have (asked once the download is
         complete); a mismatch is retried like a truncated body and, when the retries run out,
         raised as ``ChecksumMismatch`` with both digests. Memory stays bounded: the body goes
-        to ``sink`` a megabyte at a time.
+        to ``sink`` a megabyte at a time. ``on_bytes`` hears of every block (progress bars).
         """
         count = self._counter(stats)
 
@@ -201,6 +202,8 @@ class ExchangeClient:
                 sink.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
             return Download(url=redact_url(str(response.request.url)), size=size, sha256=digest.hexdigest(),
                             fetched_at=datetime.now(UTC))
 

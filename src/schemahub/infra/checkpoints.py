@@ -32,6 +32,35 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Backfill(_Model):
+    """An extension of the covered interval below its low end that has not reached it yet.
+
+    Dense-id venues extend down chunk by chunk, the low end moving over contiguous work:
+    only ``target_after_id`` (where the extension ends) is kept, so a re-run resumes on the
+    same grid. From bulk archives (files by day, in time order), and on cursor venues, the
+    extension is a *segment* growing upwards from the new start towards the old one: what
+    it covered so far (``after_id``/``through_id``, derived ids, the next cursor) is kept,
+    and joined to the interval when it reaches the old start.
+
+    Mutable (unlike the checkpoint around it): the run updates it as pages come in and
+    saves a new checkpoint with it at each commit.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    target_after_id: int | None = None
+    since: datetime | None = None
+    cursor: str | None = None
+    after_id: int | None = None
+    through_id: int | None = None
+    derived_after_id: int | None = None
+    derived_through_id: int | None = None
+    first_trade_time: datetime | None = None
+    """The segment's first trade: the interval's first once it joins."""
+    through_time: datetime | None = None
+    """The segment's last trade so far (where a resumed archive backfill picks up)."""
+
+
 class Checkpoint(_Model):
     format: str = "schemahub.checkpoint/v1"
     exchange: str
@@ -39,7 +68,12 @@ class Checkpoint(_Model):
     endpoint: str = "trades"
     """The API the ids come from; a product never switches (aggregate ids are not trade ids)."""
     start_after_id: int
-    """Ingestion of this product began after this id (the cold start)."""
+    """The low end: every trade above it is covered (moves down when history is extended)."""
+    first_trade_time: datetime | None = None
+    """The first covered trade's time (None in checkpoints written before it was recorded)."""
+    covered_since: datetime | None = None
+    """The earliest ``--since`` this product's history was ingested from: no trade between it
+    and the first covered trade, so a later ``--since`` at or after it asks for nothing."""
     last_trade_id: int
     """Every trade with an id in (start_after_id, last_trade_id] is in raw files or the gap log
     (an empty range, start == last, until the first trade with a real id)."""
@@ -51,6 +85,8 @@ class Checkpoint(_Model):
     """Cursor venues whose old rows come without a trade id (Kraken): those rows' ids are
     derived from their position (>= 10^18, never compared with real ids), and covered in
     (derived_after_id, derived_through_id]. None: no such rows."""
+    backfill: Backfill | None = None
+    """An extension below the low end still under way (``ingest --since`` before it)."""
     updated_at: datetime
     run_id: str
     lease_token: int

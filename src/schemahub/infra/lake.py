@@ -17,7 +17,7 @@ from pathlib import Path
 from schemahub.errors import ConfigError, LakeAccessError
 from schemahub.infra.aws import Aws
 from schemahub.infra.locks import LocalLocks, LockBackend
-from schemahub.infra.storage import LocalStorage, Storage, storage_error
+from schemahub.infra.storage import LocalStorage, Storage, remove_orphaned_spool_files, storage_error
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,10 @@ class Backends:
     locks: LockBackend
 
     def clear_orphans(self) -> int:
-        """Remove what writers killed mid-write left behind (local temp files)."""
+        """Remove what writers killed mid-write left behind (temp and spool files)."""
         if isinstance(self.storage, LocalStorage):
             return self.storage.remove_orphaned_temp_files()
-        return 0
+        return remove_orphaned_spool_files()
 
 
 def connect_lake(lake: str, locks_url: str | None = None, aws: Aws | None = None, *,

@@ -16,16 +16,20 @@ A store without conditional writes cannot hold a SchemaHub lake (nor a Delta tab
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import botocore.exceptions
 
 from schemahub.errors import CommitConflict, ConfigError, SchemahubError
+from schemahub.infra import processes
 from schemahub.infra.aws import Aws, error_code, translate
-from schemahub.infra.storage import ObjectInfo, ObjectStoreAccess, Versioned, check_key
+from schemahub.infra.storage import ObjectInfo, ObjectStoreAccess, Versioned, check_key, spool_folder
 
 T = TypeVar("T")
 
@@ -34,6 +38,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PRECONDITION = ("PreconditionFailed", "412")
 _IN_FLIGHT = ("ConditionalRequestConflict", "409")
 _MISSING = ("NoSuchKey", "404", "NotFound")
+PART_SIZE = 64 * 1024 * 1024
+"""Multipart upload part size: a big file never sits in memory more than a part at a time."""
+_READ_BLOCK = 1 << 20
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -162,8 +169,73 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self._call(self._s3.delete_object, key, Key=self._key(key))
 
+    # -- big objects ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def spool(self) -> Iterator[Path]:
+        folder = spool_folder()
+        path = folder / f"{processes.me()}~{uuid.uuid4().hex}.tmp"
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def create_file(self, key: str, path: Path) -> bool:
+        """Create-only from a local file: one conditional PUT when small, else a multipart
+        upload completed with ``If-None-Match: *`` (the first complete writer wins)."""
+        size = path.stat().st_size
+        if size <= PART_SIZE:
+            with open(path, "rb") as fh:
+                return self.create(key, fh.read())
+        full = self._key(key)
+        upload = self._call(self._s3.create_multipart_upload, key, Key=full)["UploadId"]
+        try:
+            parts: list[Any] = []
+            with open(path, "rb") as fh:
+                number = 1
+                while block := fh.read(PART_SIZE):
+                    etag = self._call(self._s3.upload_part, key, Key=full, UploadId=upload, PartNumber=number,
+                                      Body=block)["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+                    number += 1
+            try:
+                self._s3.complete_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload,
+                                                   MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) in _PRECONDITION or error_code(exc) in _IN_FLIGHT:
+                    self._abort(full, upload)
+                    return False
+                raise self._error(exc, key) from None
+        except BaseException:
+            self._abort(full, upload)
+            raise
+        return True
+
+    def _abort(self, full: str, upload: str) -> None:
+        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path | None]:
+        """One streamed GET into the spool (never the whole object in memory)."""
+        with self.spool() as path:
+            try:
+                response = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+                with open(path, "wb") as fh:
+                    for block in response["Body"].iter_chunks(_READ_BLOCK):
+                        fh.write(block)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) in _MISSING:
+                    yield None
+                    return
+                raise self._error(exc, key) from None
+            except botocore.exceptions.BotoCoreError as exc:
+                raise self._error(exc, key) from None
+            yield path
+
     def access(self) -> ObjectStoreAccess:
         """The endpoint and the credentials boto3 resolved, for delta-rs and DuckDB."""
         key, secret, token = self.aws.credentials()
         return ObjectStoreAccess(region=self.aws.region_name, key_id=key, secret=secret, token=token,
                                  endpoint_url=self.aws.endpoint_url)
+

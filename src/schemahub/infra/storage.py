@@ -8,6 +8,11 @@ Three write flavours cover what the pipeline needs:
 * ``create``     - create-only; returns False if the key exists (immutable raw files);
 * ``replace_if`` - compare-and-swap on the version token (checkpoints, gap logs), the
   local twin of S3's ``If-Match`` / ``If-None-Match`` conditional puts.
+
+Big objects (bulk archives, hundreds of megabytes) never pass through memory: they are
+downloaded into a *spool* file (``spool()``), stored with ``create_file`` (create-only,
+a hard link on a local lake, a multipart upload on S3) and read back with ``local_copy``
+(the file itself on a local lake, one streamed GET into the spool on S3).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import errno
 import fcntl
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +103,16 @@ class Storage(Protocol):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def spool(self) -> contextlib.AbstractContextManager[Path]:
+        """A fresh local path for a big download, removed on exit (a crashed writer's is
+        cleared by ``remove_orphaned_temp_files``)."""
+
+    def create_file(self, key: str, path: Path) -> bool:
+        """``create`` with the bytes of a local file, never all in memory."""
+
+    def local_copy(self, key: str) -> contextlib.AbstractContextManager[Path | None]:
+        """The object as a local file (None if it does not exist), for engines that read files."""
 
     def access(self) -> ObjectStoreAccess | None:
         """What an engine needs to open ``url_for`` locations itself (None: plain local paths)."""
@@ -210,6 +227,51 @@ class LocalStorage:
     def access(self) -> ObjectStoreAccess | None:
         return None
 
+    @contextlib.contextmanager
+    def spool(self) -> Iterator[Path]:
+        # In the lake's temp folder: the same filesystem, so create_file can link it in place.
+        _make_dirs(self._temp_dir)
+        path = self._temp_dir / f"{processes.me()}~{uuid.uuid4().hex}.tmp"
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def create_file(self, key: str, path: Path) -> bool:
+        target = self.path(key)
+        _make_dirs(target.parent)
+        try:
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.link(path, target)  # fails if the target exists: the first complete writer wins
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise storage_error(exc, target, "cannot write") from None
+            return self._copy_in(path, target)  # another filesystem: copy to a temp file first
+        try:
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise storage_error(exc, target, "cannot write") from None
+        return True
+
+    def _copy_in(self, path: Path, target: Path) -> bool:
+        with self.spool() as tmp:
+            try:
+                shutil.copyfile(path, tmp)
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                raise storage_error(exc, target, "cannot write") from None
+        return True
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path | None]:
+        path = self.path(key)
+        yield path if path.is_file() else None
+
     def _walk(self, directory: Path, dir_key: str, name_prefix: str,
               start_after: str | None) -> Iterator[ObjectInfo]:
         try:
@@ -286,3 +348,29 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing drops the flock
+
+
+def spool_folder() -> Path:
+    """Where big downloads for an object-store lake wait: the system temp folder (``TMPDIR``)."""
+    folder = Path(tempfile.gettempdir()) / "schemahub-spool"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def spool_dir() -> tempfile.TemporaryDirectory[str]:
+    """A private folder in the spool for one run's files (cleared after a crash like a file)."""
+    return tempfile.TemporaryDirectory(prefix=f"{processes.me()}~", suffix=".tmp", dir=spool_folder())
+
+
+def remove_orphaned_spool_files() -> int:
+    """Delete spool files and folders of writers that died (SIGKILL mid-download)."""
+    removed = 0
+    for path in spool_folder().glob("*.tmp"):
+        writer = processes.Identity.parse(path.name.partition("~")[0])
+        if writer is not None and processes.is_dead(writer):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,4 +1,6 @@
-"""Dense-id ingestion (Coinbase, Binance): id ranges fetched concurrently.
+"""Dense-id ingestion (Coinbase, Binance): id ranges fetched concurrently, at both ends.
+
+Forward, to the exchange's newest trade:
 
 1. ask the exchange for its newest trade (the head H); with no checkpoint, find the first
    trade at/after ``--since`` (default: 24 hours ago) and record that cold start at once;
@@ -10,24 +12,45 @@
 4. every ``commit_interval_s`` (and at the end) advance the watermark over the contiguous
    prefix of completed chunks. On a stop request, what is contiguous is committed and
    chunks in flight are abandoned.
+
+Backward, when ``--since`` lies before the product's first covered trade: the target T
+(the id before the first trade at/after ``--since``) is recorded in the checkpoint first,
+then chunks (L-1000, L], (L-2000, L-1000], ... down to T are fetched the same way, and the
+low end L moves down only over the contiguous run of completed chunks below it. A re-run
+after a crash resumes the recorded target on the same grid, adopting what was written.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import date, timedelta
+from typing import Protocol
 
 from schemahub.errors import SchemahubError
-from schemahub.ingest.plan import Chunk, Contiguity, plan_chunks
+from schemahub.infra.checkpoints import Backfill
+from schemahub.ingest import archived
+from schemahub.ingest.plan import Chunk, Contiguity, DownwardContiguity, plan_chunks, plan_chunks_down
 from schemahub.ingest.report import Status
-from schemahub.ingest.run import ChunkOutcome, IngestOptions, ProductSink
-from schemahub.sources.base import IdPagedSource
+from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions, ProductSink
+from schemahub.sources.archive import ArchiveSource
+from schemahub.sources.base import IdPagedSource, TradeRef
+from schemahub.timeutil import from_us, now_us, to_us
 
 _POLL_S = 0.1
 
 
-def ingest(source: IdPagedSource, sink: ProductSink, options: IngestOptions, since_us: int) -> None:
+class _Tracker(Protocol):
+    watermark: int
+
+    def complete(self, chunk: Chunk, payload: ChunkOutcome) -> None: ...
+
+    def advance(self) -> list[tuple[Chunk, ChunkOutcome]]: ...
+
+
+def ingest(source: IdPagedSource, sink: ProductSink, options: IngestOptions, since_us: int,
+           archive: ArchiveSource | None = None) -> None:
     state = sink.state
     item = state.report
     head = source.newest(state.product, item.stats)
@@ -41,22 +64,157 @@ def ingest(source: IdPagedSource, sink: ProductSink, options: IngestOptions, sin
         # Record the cold start at once: a re-run after a crash resumes on the same chunk
         # grid (and adopts what was written) instead of searching again.
         sink.save_start()
+    elif options.since_us is not None or state.backfill is not None:
+        _extend_down(source, sink, options, head, archive)
     if head.trade_id <= state.watermark:
-        item.status = Status.UP_TO_DATE
+        if item.trades == 0:
+            item.status = Status.UP_TO_DATE
         return
     adoptable = sink.leftovers(head.trade_id, source.page_limit)
     sink.started(head.trade_id - state.watermark)
-    tracker: Contiguity[ChunkOutcome] = Contiguity(state.watermark)
-    failure = _fetch_all(source, sink, tracker, head.trade_id, adoptable, options)
-    _advance(sink, tracker)
-    if failure is not None:
-        raise failure
+
+    def commit(outcomes: list[ChunkOutcome], watermark: int) -> None:
+        sink.commit(outcomes, watermark)
+
+    job = _archive_job(source, sink, options, archive, commit)
+    if job is not None and not sink.stop.stopped:
+        # Whole days before the head's day are published (or about to be): archives first.
+        first_day = _day_after(source, sink, state.watermark, state.watermark_us)
+        last_day = from_us(head.time_us).date() - timedelta(days=1)
+        if first_day <= last_day:
+            archived.fill(job, state.watermark, head.trade_id, first_day, last_day)
+        if options.source == "archive" or sink.stop.stopped:
+            return  # archives only: the tail after the last published file waits for them
+        adoptable = {}
+    _run_chunks(source, sink, Contiguity(state.watermark), plan_chunks(state.watermark, head.trade_id,
+                                                                       source.page_limit),
+                adoptable, options, commit)
 
 
-def _fetch_all(source: IdPagedSource, sink: ProductSink, tracker: Contiguity[ChunkOutcome], head_id: int,
-               adoptable: dict[Chunk, ChunkOutcome], options: IngestOptions) -> SchemahubError | None:
+def _archive_job(source: IdPagedSource, sink: ProductSink, options: IngestOptions,
+                 archive: ArchiveSource | None, commit: archived.Commit) -> archived.ArchiveJob | None:
+    """How this product uses the venue's archive (None: REST only)."""
+    dataset = archive.dataset_for(source.endpoint) if archive is not None else None
+    if options.source == "rest" or archive is None or dataset is None:
+        return None
+
+    def rest_fill(lo: int, hi: int) -> None:
+        _run_chunks(source, sink, Contiguity(lo), plan_chunks(lo, hi, source.page_limit), {}, options, commit)
+        if sink.state.watermark < hi and not sink.stop.stopped:
+            raise SchemahubError(f"ids ({lo}, {hi}] could not all be fetched")
+
+    return archived.ArchiveJob(archive, dataset, options.source, source.endpoint, sink, rest_fill, commit)
+
+
+def _day_after(source: IdPagedSource, sink: ProductSink, after_id: int, known_us: int | None) -> date:
+    """The day of the first trade after ``after_id``: where archive files start to matter
+    (one REST page when the time is not known yet, so years before a listing are not probed)."""
+    if known_us is not None:
+        return from_us(known_us).date()
+    fetched = source.fetch_range(sink.state.product, after_id, after_id + source.page_limit,
+                                 sink.state.report.stats)
+    first = fetched.trades[0].record if fetched.trades else None
+    return from_us(source.trade_time_us(first) if first is not None else now_us()).date()
+
+
+def _asks_for_more(state: ActiveProduct, since_us: int) -> bool:
+    """Whether ``--since`` lies before what earlier runs already covered (no search otherwise)."""
+    covered = state.covered_since_us if state.covered_since_us is not None else state.first_us
+    return covered is None or since_us < covered
+
+
+def _extend_down(source: IdPagedSource, sink: ProductSink, options: IngestOptions, head: TradeRef,
+                 archive: ArchiveSource | None) -> None:
+    """History before the low end: down to the first trade at/after ``--since``."""
+    state = sink.state
+    backfill, since = state.backfill, options.since_us
+    if since is not None and _asks_for_more(state, since):
+        wanted = source.first_id_at_or_after(state.product, since, head, state.report.stats) - 1
+        if backfill is None and wanted >= state.start_after_id:
+            state.covered_since_us = since  # no trade between --since and the first covered one
+            sink.save()
+            return
+        if backfill is None or backfill.target_after_id is None or wanted < backfill.target_after_id:
+            backfill = Backfill(target_after_id=wanted, since=from_us(since))
+            if _archive_job(source, sink, options, archive, lambda *_: None) is not None:
+                backfill.after_id = backfill.through_id = wanted  # an upward segment (see below)
+    if backfill is None or backfill.target_after_id is None:
+        return
+    target = backfill.target_after_id
+    if backfill is not state.backfill:
+        state.backfill = backfill
+        sink.save()  # before anything is written for it: a re-run resumes this plan
+    if target >= state.start_after_id:
+        _reached(state, backfill)
+        sink.save()
+        return
+    if backfill.through_id is not None:
+        _extend_segment(source, sink, options, archive, backfill)
+        return
+    adoptable = sink.leftovers_below(target, source.page_limit)
+    sink.started(state.start_after_id - target)
+    tracker: DownwardContiguity[ChunkOutcome] = DownwardContiguity(state.start_after_id)
+    chunks = plan_chunks_down(state.start_after_id, target, source.page_limit)
+
+    def commit(outcomes: list[ChunkOutcome], low: int) -> None:
+        if low <= target:
+            _reached(state, backfill)
+        # Outcomes come top down: the lowest one with trades holds the new first trade.
+        firsts = [outcome.first_us for outcome in outcomes if outcome.first_us is not None]
+        sink.extend_down(outcomes, low, firsts[-1] if firsts else None)
+
+    _run_chunks(source, sink, tracker, chunks, adoptable, options, commit)
+
+
+def _extend_segment(source: IdPagedSource, sink: ProductSink, options: IngestOptions,
+                    archive: ArchiveSource | None, backfill: Backfill) -> None:
+    """An extension that grows upwards from its target, as a forward run would: archive files
+    for the days they cover, REST for the rest, until it meets the old low end and joins it."""
+    state = sink.state
+    low = state.start_after_id
+    assert backfill.through_id is not None and backfill.after_id is not None
+    sink.started(low - backfill.through_id)
+
+    def commit(outcomes: list[ChunkOutcome], through: int) -> None:
+        for outcome in outcomes:
+            if backfill.first_trade_time is None and outcome.first_us is not None:
+                backfill.first_trade_time = from_us(outcome.first_us)
+            if outcome.last_us is not None:
+                backfill.through_time = from_us(outcome.last_us)
+        backfill.through_id = through
+        if through < low:
+            sink.extend_down(outcomes, low, None)  # the segment's progress; the low end stays
+            return
+        _reached(state, backfill)
+        first = backfill.first_trade_time
+        joined = low if backfill.after_id is None else backfill.after_id
+        sink.extend_down(outcomes, joined, None if first is None else to_us(first))
+
+    job = _archive_job(source, sink, options, archive, commit)
+    first_us = state.first_us if state.first_us is not None else sink.first_covered_us()
+    if job is not None and first_us is not None:
+        known = None if backfill.through_time is None else to_us(backfill.through_time)
+        first_day = _day_after(source, sink, backfill.through_id, known)
+        archived.fill(job, backfill.through_id, low, first_day, from_us(first_us).date())
+    if backfill.through_id < low and not sink.stop.stopped:
+        _run_chunks(source, sink, Contiguity(backfill.through_id), plan_chunks(backfill.through_id, low,
+                                                                               source.page_limit),
+                    {}, options, commit)
+
+
+def _reached(state: ActiveProduct, backfill: Backfill) -> None:
+    """The extension is complete: history is covered from its ``--since`` on."""
+    state.backfill = None
+    if backfill.since is not None:
+        since = to_us(backfill.since)
+        covered = state.covered_since_us
+        state.covered_since_us = since if covered is None else min(covered, since)
+
+
+def _run_chunks(source: IdPagedSource, sink: ProductSink, tracker: _Tracker, chunks: Iterator[Chunk],
+                adoptable: dict[Chunk, ChunkOutcome], options: IngestOptions,
+                commit: Callable[[list[ChunkOutcome], int], None]) -> None:
     """Keep ``chunk_concurrency`` chunks in flight; commit progress as it becomes contiguous."""
-    chunks: Iterator[Chunk] = plan_chunks(tracker.watermark, head_id, source.page_limit)
     limit = max(1, options.chunk_concurrency)
     failure: SchemahubError | None = None
     last_commit = time.monotonic()
@@ -68,6 +226,11 @@ def _fetch_all(source: IdPagedSource, sink: ProductSink, tracker: Contiguity[Chu
     def fetch(chunk: Chunk) -> ChunkOutcome:
         fetched = source.fetch_range(sink.state.product, chunk.lo, chunk.hi, sink.state.report.stats)
         return sink.write(fetched.trades, chunk.lo, chunk.hi, fetched.missing_ranges(), fetched.requests)
+
+    def advance() -> None:
+        ready = tracker.advance()
+        if ready:
+            commit([outcome for _, outcome in ready], tracker.watermark)
 
     pool = ThreadPoolExecutor(limit, thread_name_prefix=f"fetch-{sink.state.product.symbol}")
     try:
@@ -96,16 +259,12 @@ def _fetch_all(source: IdPagedSource, sink: ProductSink, tracker: Contiguity[Chu
             if failure is None:
                 refill()
             if time.monotonic() - last_commit >= options.commit_interval_s:
-                _advance(sink, tracker)
+                advance()
                 last_commit = time.monotonic()
+        advance()
     finally:
         # On a stop, chunks still in flight are abandoned: their requests end on their own
         # (the client refuses to go on) and whatever they write stays uncommitted.
         pool.shutdown(wait=not sink.stop.stopped, cancel_futures=True)
-    return failure
-
-
-def _advance(sink: ProductSink, tracker: Contiguity[ChunkOutcome]) -> None:
-    ready = tracker.advance()
-    if ready:
-        sink.commit([outcome for _, outcome in ready], tracker.watermark)
+    if failure is not None:
+        raise failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import httpx
 
@@ -11,8 +12,9 @@ from schemahub.errors import ConfigError
 from schemahub.http.client import ClientConfig, ExchangeClient
 from schemahub.http.retry import RetryPolicy
 from schemahub.settings import Settings
+from schemahub.sources.archive import ArchiveSource
 from schemahub.sources.base import TradeSource
-from schemahub.sources.registry import source_class
+from schemahub.sources.registry import source_class, spec
 from schemahub.stop import StopToken
 
 
@@ -54,6 +56,25 @@ def client_config(settings: Settings, cls: type[TradeSource], *, rate: float | N
         breaker_threshold=settings.breaker.threshold,
         breaker_cooldown=settings.breaker.cooldown,
     )
+
+
+@contextmanager
+def open_archive(settings: Settings, exchange: str, *, stop: StopToken | None = None,
+                 transport: httpx.BaseTransport | None = None) -> Iterator[ArchiveSource | None]:
+    """The venue's bulk-archive source (None when it publishes none), its client closed on exit.
+
+    Another host than the API: none of the API's request limits apply, only retries, the
+    circuit breaker and the timeouts (a read timeout bounds each block, not the download).
+    """
+    cls = spec(exchange).archive_class()
+    if cls is None:
+        yield None
+        return
+    config = replace(client_config(settings, source_class(exchange), unlimited=True),
+                     base_url=settings.venue(exchange).archive_url or cls.default_url, headers=(),
+                     used_weight_header=None)
+    with ExchangeClient(exchange, config, transport=transport, stop=stop) as client:
+        yield cls(client)
 
 
 @contextmanager

@@ -25,7 +25,8 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from schemahub.errors import ConfigError, CorruptState, Interrupted, LockHeld, SchemahubError
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore, Stored
@@ -36,7 +37,8 @@ from schemahub.ingest.plan import Chunk, count_chunks
 from schemahub.ingest.report import IngestReport, NullProgress, ProductReport, Progress, Status
 from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions
 from schemahub.raw import files
-from schemahub.raw.layout import RawKey, parse_key, product_prefix
+from schemahub.raw.layout import RawKey, archive_key, parse_key, product_prefix
+from schemahub.sources.archive import ArchiveSource, Fetched
 from schemahub.sources.base import (
     CursorPagedSource,
     IdPagedSource,
@@ -44,6 +46,7 @@ from schemahub.sources.base import (
     RawTrade,
     RequestRecord,
     TradeSource,
+    is_derived,
 )
 from schemahub.stop import StopToken
 from schemahub.timeutil import from_us, new_run_id, to_us
@@ -59,8 +62,10 @@ class Ingestor:
     def __init__(self, source: TradeSource, storage: Storage, locks: LockBackend, *,
                  lock_ttl: float = 30.0, run_id: str | None = None, owner: str | None = None,
                  progress: Progress | None = None, now: Callable[[], float] = time.time,
-                 stop: StopToken | None = None) -> None:
+                 stop: StopToken | None = None, archive: ArchiveSource | None = None) -> None:
         self.source = source
+        self.archive = archive
+        """The venue's bulk archive, where it has one (``IngestOptions.source`` says when to use it)."""
         self.exchange = source.name
         self.storage = storage
         self.locks = locks
@@ -180,10 +185,10 @@ class Ingestor:
 
         def work(sink: ProductWriter) -> None:
             if isinstance(self.source, IdPagedSource):
-                chunked.ingest(self.source, sink, options, self.since_us(options))
+                chunked.ingest(self.source, sink, options, self.since_us(options), self.archive)
             else:
                 assert isinstance(self.source, CursorPagedSource)
-                sequential.ingest(self.source, sink)
+                sequential.ingest(self.source, sink, options.since_us)
 
         self._under_lease(product, keeper, lease, item, options, work)
         item.elapsed_s = time.monotonic() - started
@@ -239,12 +244,20 @@ class Ingestor:
         if stored is None:
             item.cold_start = True
             since = self.since_us(options)
-            return ActiveProduct(product, item, None, 0, 0, None, since)
+            return ActiveProduct(product, item, None, 0, 0, None, since, covered_since_us=since,
+                                 first_pending=True)
         cp = stored.value
         known_us = None if cp.last_trade_time is None else to_us(cp.last_trade_time)
+        first_us = None if cp.first_trade_time is None else to_us(cp.first_trade_time)
+        covered_since = None if cp.covered_since is None else to_us(cp.covered_since)
         item.watermark_before = item.watermark_after = cp.last_trade_id
+        item.low_before = item.low_after = cp.start_after_id
+        # Nothing covered yet (a cold start recorded before a crash): the first commit sets it.
+        pending = first_us is None and cp.last_trade_id == cp.start_after_id and cp.derived_through_id is None
+        backfill = None if cp.backfill is None else cp.backfill.model_copy()
         return ActiveProduct(product, item, stored, cp.start_after_id, cp.last_trade_id, known_us,
-                             known_us or 0, cp.cursor, cp.derived_after_id, cp.derived_through_id)
+                             known_us or 0, cp.cursor, cp.derived_after_id, cp.derived_through_id, first_us,
+                             covered_since, pending, backfill)
 
     def _acquire(self, keeper: LeaseKeeper, name: str, wait_s: float) -> Lease:
         deadline = time.monotonic() + wait_s
@@ -304,6 +317,38 @@ class ProductWriter:
         return ChunkOutcome(key, len(trades), first.trade_id, last.trade_id, first_us, last_us, missing,
                             raw_bytes=len(data) if written else 0)
 
+    # -- bulk archives ------------------------------------------------------------------
+
+    def spool(self) -> contextlib.AbstractContextManager[Path]:
+        return self.engine.storage.spool()
+
+    def downloaded(self, size: int) -> None:
+        self.engine.progress.bytes_received(self.report.label, size)
+
+    def store_archive(self, fetched: Fetched) -> str:
+        engine = self.engine
+        key = archive_key(engine.exchange, self.state.product.symbol, fetched.filename, fetched.sha256)
+        self.keeper.check(self.lease)
+        if engine.storage.create_file(key, fetched.path):
+            self.report.raw_bytes += fetched.size
+        else:
+            log.info("archive file %s is already in the lake", key)
+        return key
+
+    def writer(self) -> files.WriterMeta:
+        engine = self.engine
+        return files.WriterMeta(run_id=engine.run_id, owner=engine.owner, lease_token=self.lease.token)
+
+    def write_coverage(self, header: files.RawHeader) -> ChunkOutcome:
+        engine = self.engine
+        key = RawKey(engine.exchange, self.state.product.symbol, header.first_trade_time.date(),
+                     header.first_trade_id, header.last_trade_id, archive=True).key
+        data = files.encode_archive_header(header)
+        self.keeper.check(self.lease)
+        written = engine.storage.create(key, data)
+        self.report.archive_files += 1
+        return ChunkOutcome.from_header(key, header, adopted=False, raw_bytes=len(data) if written else 0)
+
     def note(self, outcome: ChunkOutcome, ids_covered: int) -> None:
         item = self.report
         if outcome.first_id is not None and outcome.last_id is not None:
@@ -316,26 +361,61 @@ class ProductWriter:
         item.missing_ids += sum(b - a + 1 for a, b in outcome.missing)
         self.engine.progress.chunk_done(item.label, ids_covered, outcome.trades, item.stats)
 
-    def commit(self, outcomes: list[ChunkOutcome], watermark: int, cursor: str | None = None) -> None:
+    def _log_gaps(self, outcomes: list[ChunkOutcome]) -> None:
         missing = [gap for outcome in outcomes for gap in outcome.missing]
-        state, engine = self.state, self.engine
         if missing:
             self.keeper.check(self.lease)
-            engine.gap_log.add(engine.exchange, state.product.symbol, missing, run_id=engine.run_id,
-                               detected_at=datetime.now(UTC))
+            self.engine.gap_log.add(self.engine.exchange, self.state.product.symbol, missing,
+                                    run_id=self.engine.run_id, detected_at=datetime.now(UTC))
+
+    def commit(self, outcomes: list[ChunkOutcome], watermark: int, cursor: str | None = None) -> None:
+        state = self.state
+        self._log_gaps(outcomes)
         for outcome in outcomes:
             if outcome.last_us is not None:
                 state.watermark_us = outcome.last_us
+            if state.first_pending and outcome.first_us is not None:
+                state.first_us, state.first_pending = outcome.first_us, False
         state.watermark = watermark
         state.cursor = cursor if cursor is not None else state.cursor
         self._save_checkpoint()
         self.report.watermark_after = watermark
+
+    def extend_down(self, outcomes: list[ChunkOutcome], low: int, first_us: int | None) -> None:
+        state = self.state
+        self._log_gaps(outcomes)
+        state.first_us = first_us if first_us is not None else state.first_us
+        state.start_after_id = low
+        self._save_checkpoint()
+        self.report.low_after = low
+
+    def save(self) -> None:
+        self._save_checkpoint()
+
+    def first_covered_us(self) -> int | None:
+        state = self.state
+        if state.first_us is None:
+            storage = self.engine.storage
+            for info in storage.list(product_prefix(self.engine.exchange, state.product.symbol)):
+                key = parse_key(info.key)
+                covered = state.start_after_id < key.last_id <= state.watermark if key else False
+                if key is not None and is_derived(key.first_id):
+                    covered = (state.derived_after or 0) < key.last_id <= (state.derived_through or 0)
+                if not covered:
+                    continue
+                header = files.read_header(storage.read(info.key) or b"", info.key)
+                first = to_us(header.first_trade_time)
+                state.first_us = first if state.first_us is None else min(state.first_us, first)
+        return state.first_us
 
     def _save_checkpoint(self) -> None:
         state, engine = self.state, self.engine
         checkpoint = Checkpoint(
             exchange=engine.exchange, symbol=state.product.symbol, endpoint=engine.source.endpoint,
             start_after_id=state.start_after_id, last_trade_id=state.watermark,
+            first_trade_time=None if state.first_us is None else from_us(state.first_us),
+            covered_since=None if state.covered_since_us is None else from_us(state.covered_since_us),
+            backfill=None if state.backfill is None else state.backfill.model_copy(),
             last_trade_time=None if state.watermark_us is None else from_us(state.watermark_us),
             cursor=state.cursor, derived_after_id=state.derived_after,
             derived_through_id=state.derived_through, updated_at=datetime.now(UTC),
@@ -346,15 +426,36 @@ class ProductWriter:
 
     def leftovers(self, head_id: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
         """Raw files above the watermark were never committed: adopt or delete them."""
+        watermark = self.state.watermark
+
+        def planned(chunk: Chunk) -> bool:
+            on_grid = chunk.lo >= watermark and (chunk.lo - watermark) % chunk_size == 0
+            return on_grid and chunk.hi == min(chunk.lo + chunk_size, head_id)
+
+        # Files are foldered by their first trade's day; start a day early for clock slack.
+        day = (from_us(self.state.earliest_us) - timedelta(days=1)).date()
+        return self._sweep(lambda key: key.first_id > watermark, planned, day)
+
+    def leftovers_below(self, target: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
+        """Raw files between the backward target and the low end were never committed."""
+        low = self.state.start_after_id
+
+        def planned(chunk: Chunk) -> bool:
+            on_grid = chunk.hi <= low and (low - chunk.hi) % chunk_size == 0
+            return on_grid and chunk.lo == max(chunk.hi - chunk_size, target)
+
+        return self._sweep(lambda key: target < key.last_id <= low, planned, None)
+
+    def _sweep(self, uncommitted: Callable[[RawKey], bool], planned: Callable[[Chunk], bool],
+               from_day: date | None) -> dict[Chunk, ChunkOutcome]:
+        """Adopt the uncommitted raw files that match this run's plan; delete the others."""
         storage, state = self.engine.storage, self.state
         prefix = product_prefix(self.engine.exchange, state.product.symbol)
-        watermark = state.watermark
-        # Files are foldered by their first trade's day; start a day early for clock slack.
-        day = (from_us(state.earliest_us) - timedelta(days=1)).date()
+        start_after = None if from_day is None else f"{prefix}date={from_day.isoformat()}"
         adoptable: dict[Chunk, ChunkOutcome] = {}
-        for info in storage.list(prefix, start_after=f"{prefix}date={day.isoformat()}"):
+        for info in storage.list(prefix, start_after=start_after):
             parsed = parse_key(info.key)
-            if parsed is None or parsed.first_id <= watermark:
+            if parsed is None or is_derived(parsed.first_id) or not uncommitted(parsed):
                 continue
             data = storage.read(info.key)
             if data is None:
@@ -365,8 +466,7 @@ class ProductWriter:
                 header = None
             if header is not None:
                 chunk = Chunk(header.covers_after_id, header.covers_through_id)
-                on_grid = chunk.lo >= watermark and (chunk.lo - watermark) % chunk_size == 0
-                if on_grid and chunk.hi == min(chunk.lo + chunk_size, head_id):
+                if planned(chunk):
                     adoptable[chunk] = ChunkOutcome.from_header(info.key, header, adopted=True)
                     continue
             log.info("deleting uncommitted leftover %s (does not match this run's plan)", info.key)

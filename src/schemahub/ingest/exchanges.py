@@ -25,11 +25,12 @@ from schemahub.infra.lake import Backends
 from schemahub.infra.storage import Storage
 from schemahub.ingest import products as product_list
 from schemahub.ingest.bans import Ban, active_ban, remember_ban
-from schemahub.ingest.connect import open_source
+from schemahub.ingest.connect import open_archive, open_source
 from schemahub.ingest.engine import Ingestor
 from schemahub.ingest.report import IngestReport, ProductReport, Progress, Status
-from schemahub.ingest.run import IngestOptions
+from schemahub.ingest.run import IngestOptions, SourceMode
 from schemahub.settings import Settings
+from schemahub.sources.archive import ArchiveSource
 from schemahub.sources.base import Product, TradeSource
 from schemahub.sources.registry import list_exchanges, source_class
 from schemahub.stop import StopToken
@@ -55,6 +56,7 @@ class _Exchange:
 
     name: str
     source: TradeSource | None = None
+    archive: ArchiveSource | None = None
     products: list[Product] = field(default_factory=list)
     report: IngestReport | None = None
 
@@ -108,6 +110,9 @@ def _open(settings: Settings, lake: Backends, request: IngestRequest, ex: _Excha
             return
         ex.source = stack.enter_context(open_source(settings, ex.name, rate=request.rate, burst=request.burst,
                                                     unlimited=request.unlimited, stop=stop))
+        ex.archive = stack.enter_context(open_archive(settings, ex.name, stop=stop))
+        if ex.archive is None and request.options_for(type(ex.source)).source == "archive":
+            raise ConfigError(f"{ex.name} publishes no bulk archive: use --source rest (or auto)")
         ex.products = _choose(ex.source, lake.storage, request.requested, strict=len(request.exchanges) == 1)
     except SchemahubError as exc:
         if isinstance(exc, ConfigError) and len(request.exchanges) == 1:
@@ -164,7 +169,7 @@ def _run(settings: Settings, lake: Backends, request: IngestRequest, ex: _Exchan
     source = ex.source
     options = request.options_for(type(source))
     ingestor = Ingestor(source, lake.storage, lake.locks, lock_ttl=settings.locks.ttl, progress=progress,
-                        stop=stop)
+                        stop=stop, archive=ex.archive)
     try:
         work = ingestor.plan if request.dry_run else ingestor.run
         ex.report = work(ex.products, options)
@@ -234,7 +239,7 @@ def _remember_bans(storage: Storage, exchanges: list[_Exchange]) -> None:
 
 def planned_options(settings: Settings, *, since_us: int | None, workers: int | None,
                     chunk_concurrency: int | None, lock_wait_s: float, job: str | None, rate: float | None,
-                    products: int | None) -> OptionsFor:
+                    products: int | None, source: SourceMode = "auto") -> OptionsFor:
     """Each venue's options: what the user set, else concurrency sized by Little's law for the
     venue's own page rate (``products``: how many were asked for, if known)."""
     from schemahub.ingest.connect import endpoint
@@ -245,6 +250,6 @@ def planned_options(settings: Settings, *, since_us: int | None, workers: int | 
         default_workers, default_chunks = default_concurrency(page_rate, cls.typical_latency_s, products or 4)
         return IngestOptions(since_us=since_us, workers=workers or default_workers,
                              chunk_concurrency=chunk_concurrency or default_chunks, lock_wait_s=lock_wait_s,
-                             job=job)
+                             job=job, source=source)
 
     return options_for

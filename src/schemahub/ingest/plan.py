@@ -4,6 +4,10 @@ Forward ingestion from a watermark W relies on dense per-product trade ids: chun
 covers ids (W + size*k, W + size*(k+1)] and the last chunk ends at the head observed
 when the run started. Chunks are fetched concurrently and complete in any order; the
 watermark advances only over the contiguous prefix of completed chunks.
+
+Backward extension from a product's low end L down to a target T is the mirror image:
+chunk k covers (L - size*(k+1), L - size*k] (the last one starts at T), and the low end
+moves down only over the contiguous run of completed chunks below it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,17 @@ def plan_chunks(watermark: int, head: int, size: int) -> Iterator[Chunk]:
         lo = hi
 
 
+def plan_chunks_down(low: int, target: int, size: int) -> Iterator[Chunk]:
+    """Chunks covering (target, low], newest first, on the grid of ``low``."""
+    if size < 1:
+        raise ValueError("chunk size must be positive")
+    hi = low
+    while hi > target:
+        lo = max(hi - size, target)
+        yield Chunk(lo, hi)
+        hi = lo
+
+
 def count_chunks(watermark: int, head: int, size: int) -> int:
     return max(0, -(-(head - watermark) // size))
 
@@ -71,6 +86,27 @@ class Contiguity(Generic[P]):
     def pending(self) -> int:
         """Completed chunks waiting for an earlier one."""
         return len(self._done)
+
+
+class DownwardContiguity(Generic[P]):
+    """The mirror of ``Contiguity``: the low end moves down over completed chunks below it."""
+
+    def __init__(self, low: int) -> None:
+        self.watermark = low
+        self._done: dict[int, tuple[Chunk, P]] = {}
+
+    def complete(self, chunk: Chunk, payload: P) -> None:
+        if chunk.hi > self.watermark or chunk.hi in self._done:
+            raise ValueError(f"chunk {chunk} completed twice or above the low end {self.watermark}")
+        self._done[chunk.hi] = (chunk, payload)
+
+    def advance(self) -> list[tuple[Chunk, P]]:
+        ready = []
+        while self.watermark in self._done:
+            chunk, payload = self._done.pop(self.watermark)
+            ready.append((chunk, payload))
+            self.watermark = chunk.lo
+        return ready
 
 
 def default_concurrency(rate: float | None, latency_s: float, products: int) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """Re-derive a product's checkpoint from its raw files (after a checkpoint was lost or corrupted).
 
-Every raw file's header says which id range it covers. Starting at the lowest covered id,
-the watermark extends over the union of coverages for as long as it has no hole; that
-is the same watermark ingestion would have committed.
+Every raw file's header says which id range it covers, and the gap log which ids the
+exchange skipped (a stretch of skipped ids has no raw file). Starting at the lowest
+covered id, the watermark extends over the union of both for as long as it has no hole;
+that is the same watermark ingestion would have committed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 
 from schemahub.errors import CorruptState
-from schemahub.infra.checkpoints import Checkpoint, checkpoint_key
+from schemahub.infra.checkpoints import Checkpoint, GapLogStore, checkpoint_key
 from schemahub.infra.storage import Storage
 from schemahub.raw import files
 from schemahub.raw.layout import parse_key, product_prefix
@@ -50,11 +51,14 @@ def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str,
         raise CorruptState(f"the raw files of {exchange} {symbol} come from several endpoints "
                            f"({', '.join(sorted(endpoints))}): move the foreign ones aside first",
                            path=symbol)
-    start, watermark, last_time = _contiguous(real)
-    derived_after, derived_through, derived_time = _contiguous(derived)
+    skipped = GapLogStore(storage).load(exchange, symbol)
+    gaps = [] if skipped is None else [(g.first_id - 1, g.last_id) for g in skipped.value.gaps]
+    start, watermark, last_time, first_time = _contiguous(real, gaps)
+    derived_after, derived_through, derived_time, derived_first = _contiguous(derived, [])
     newest = max((t for t in (last_time, derived_time) if t is not None), default=None)
     checkpoint = Checkpoint(
         exchange=exchange, symbol=symbol, endpoint=endpoints.pop(), start_after_id=start,
+        first_trade_time=derived_first or first_time,
         last_trade_id=watermark, last_trade_time=last_time or derived_time,
         # Cursor venues resume just before the newest covered trade (a repeat is dropped by id).
         cursor=None if newest is None or not cursor_paged else str(to_us(newest) * 1000 - 1),
@@ -64,20 +68,27 @@ def derive_checkpoint(storage: Storage, exchange: str, symbol: str, run_id: str,
     return Rebuilt(checkpoint, len(headers), unreadable)
 
 
-def _contiguous(headers: list[files.RawHeader]) -> tuple[int, int, datetime | None]:
-    """(start, end, time of the end) of the contiguous coverage from the lowest covered id."""
+def _contiguous(headers: list[files.RawHeader],
+                gaps: list[tuple[int, int]]) -> tuple[int, int, datetime | None, datetime | None]:
+    """(start, end, time of the end, time of the first trade) of the contiguous coverage from
+    the lowest covered id; ``gaps`` - (after, through] ranges the exchange skipped - bridge
+    the files they lie between."""
     if not headers:
-        return 0, 0, None
-    headers = sorted(headers, key=lambda h: (h.covers_after_id, h.covers_through_id))
-    start = watermark = headers[0].covers_after_id
+        return 0, 0, None, None
+    spans = sorted([(h.covers_after_id, h.covers_through_id, h) for h in headers]
+                   + [(lo, hi, None) for lo, hi in gaps], key=lambda s: (s[0], s[1]))
+    first = min(headers, key=lambda h: h.covers_after_id)
+    start = watermark = first.covers_after_id
     last_time = None
-    for header in headers:
-        if header.covers_after_id > watermark:
+    for lo, hi, header in spans:
+        if hi <= start:
+            continue  # a gap below the first file
+        if lo > watermark:
             break  # a hole: nothing beyond it is contiguous
-        if header.covers_through_id > watermark:
-            watermark = header.covers_through_id
-            last_time = header.last_trade_time
-    return start, watermark, last_time
+        if hi > watermark:
+            watermark = hi
+            last_time = header.last_trade_time if header is not None else last_time
+    return start, watermark, last_time, first.first_trade_time
 
 
 def write_checkpoint(storage: Storage, checkpoint: Checkpoint) -> str:

@@ -31,6 +31,13 @@ class ProductReport:
     status: Status = Status.OK
     watermark_before: int | None = None
     watermark_after: int | None = None
+    low_before: int | None = None
+    low_after: int | None = None
+    """The low end (start after id) before and after: lower after an extension back in time."""
+    archive_files: int = 0
+    """Bulk-archive files committed (their trades are in ``trades`` too)."""
+    archive_fallbacks: list[str] = field(default_factory=list)
+    """Archive files not used (bad checksum or content), whose ids came from REST instead."""
     head_id: int | None = None
     cold_start: bool = False
     trades: int = 0
@@ -181,6 +188,9 @@ class Progress(Protocol):
 
     def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None: ...
 
+    def bytes_received(self, name: str, size: int) -> None:
+        """Bytes of a bulk-archive download arrived."""
+
     def product_finished(self, report: ProductReport) -> None: ...
 
 
@@ -189,6 +199,9 @@ class NullProgress:
         pass
 
     def chunk_done(self, name: str, ids: int, trades: int, stats: RequestStats) -> None:
+        pass
+
+    def bytes_received(self, name: str, size: int) -> None:
         pass
 
     def product_finished(self, report: ProductReport) -> None:

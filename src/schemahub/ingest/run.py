@@ -7,22 +7,28 @@ gives it for one product under its lease - and never touches storage, leases or 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
-from schemahub.infra.checkpoints import Checkpoint, Stored
+from schemahub.infra.checkpoints import Backfill, Checkpoint, Stored
 from schemahub.ingest.plan import Chunk
 from schemahub.ingest.report import ProductReport
 from schemahub.raw import files
+from schemahub.sources.archive import Fetched
 from schemahub.sources.base import Product, RawTrade, RequestRecord
 from schemahub.stop import StopToken
 from schemahub.timeutil import to_us
+
+SourceMode = Literal["auto", "rest", "archive"]
 
 
 @dataclass(frozen=True)
 class IngestOptions:
     since_us: int | None = None
-    """Cold-start time for products without a checkpoint (default: 24 hours ago)."""
+    """Where history starts (``--since``): the cold start of a product without a checkpoint
+    (default: 24 hours ago), and for one with a checkpoint, how far back to extend it."""
     workers: int = 4
     """Products ingested in parallel."""
     chunk_concurrency: int = 5
@@ -32,6 +38,10 @@ class IngestOptions:
     """How long to wait for a product another process holds (0: skip it at once)."""
     job: str | None = None
     """A job name makes overlapping runs of the same job exclusive (cron, schedulers)."""
+    source: SourceMode = "auto"
+    """Where trades come from on venues with a bulk archive: ``auto`` (archives for whole
+    published days, REST for the rest), ``archive`` (archives, REST only for their seams),
+    ``rest``."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,10 @@ class ChunkOutcome:
     """Bytes this run wrote to the lake for it (0 when adopted or already there)."""
 
     @classmethod
-    def from_header(cls, key: str, h: files.RawHeader, adopted: bool) -> ChunkOutcome:
+    def from_header(cls, key: str, h: files.RawHeader, adopted: bool, raw_bytes: int = 0) -> ChunkOutcome:
         return cls(key, h.trade_count, h.first_trade_id, h.last_trade_id,
                    to_us(h.first_trade_time), to_us(h.last_trade_time),
-                   [(a, b) for a, b in h.missing_ids], adopted)
+                   [(a, b) for a, b in h.missing_ids], adopted, raw_bytes)
 
 
 @dataclass
@@ -72,6 +82,13 @@ class ActiveProduct:
     derived_after: int | None = None
     derived_through: int | None = None
     """Rows without a trade id (cursor venues): their derived ids' covered range."""
+    first_us: int | None = None
+    """The first covered trade's time (the low end)."""
+    covered_since_us: int | None = None
+    """The earliest ``--since`` satisfied (see ``Checkpoint.covered_since``)."""
+    first_pending: bool = False
+    """A cold start: the first committed trade's time becomes ``first_us``."""
+    backfill: Backfill | None = None
 
 
 class ProductSink(Protocol):
@@ -97,5 +114,36 @@ class ProductSink(Protocol):
         """Move the watermark over committed outcomes: gap log first, then the checkpoint
         (with ``state``'s cursor and derived-id range as the strategy left them)."""
 
+    def extend_down(self, outcomes: list[ChunkOutcome], low: int, first_us: int | None) -> None:
+        """Move the low end down over committed outcomes (gap log first), with ``state.backfill``;
+        ``first_us``: the new first covered trade's time (None: unchanged)."""
+
+    def first_covered_us(self) -> int | None:
+        """The first covered trade's time (from the raw files, for checkpoints without it)."""
+
+    def save(self) -> None:
+        """Record the checkpoint as ``state`` holds it (a backfill plan before writing for it,
+        so a re-run resumes the same plan)."""
+
+    # -- bulk archives --
+
+    def spool(self) -> AbstractContextManager[Path]:
+        """A local path for one download (removed on exit)."""
+
+    def downloaded(self, size: int) -> None:
+        """Bytes of an archive download arrived (progress)."""
+
+    def store_archive(self, fetched: Fetched) -> str:
+        """Keep a verified archive file verbatim (create-only); its key."""
+
+    def writer(self) -> files.WriterMeta:
+        """Who writes: run, lease owner, fencing token (for raw headers)."""
+
+    def write_coverage(self, header: files.RawHeader) -> ChunkOutcome:
+        """Record what a stored archive file covers (create-only)."""
+
     def leftovers(self, head_id: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
         """Adopt raw files a crashed run left above the watermark on this plan; delete others."""
+
+    def leftovers_below(self, target: int, chunk_size: int) -> dict[Chunk, ChunkOutcome]:
+        """The same below the low end, for a backward extension down to ``target``."""

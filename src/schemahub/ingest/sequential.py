@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from schemahub.infra.checkpoints import Backfill
 from schemahub.ingest.report import Status
 from schemahub.ingest.run import ActiveProduct, ChunkOutcome, ProductSink
 from schemahub.sources.base import CursorPage, CursorPagedSource, RangeFetch, RawTrade, is_derived
+from schemahub.timeutil import from_us, to_us
 
 
 def _is_new(state: ActiveProduct, trade: RawTrade, seen_any: bool) -> bool:
@@ -28,7 +30,9 @@ def _is_new(state: ActiveProduct, trade: RawTrade, seen_any: bool) -> bool:
     return state.watermark == state.start_after_id or trade.trade_id > state.watermark
 
 
-def ingest(source: CursorPagedSource, sink: ProductSink) -> None:
+def ingest(source: CursorPagedSource, sink: ProductSink, since_us: int | None = None) -> None:
+    """Forward from the checkpoint's cursor (a cold start: from ``since``); then, for a product
+    with history, back to ``since_us`` if that lies before its first covered trade."""
     state = sink.state
     item = state.report
     seen_any = state.stored is not None and state.stored.value.cursor is not None
@@ -48,6 +52,8 @@ def ingest(source: CursorPagedSource, sink: ProductSink) -> None:
         if len(page.trades) < source.page_limit or page.next_cursor == requested:
             break  # a short page: caught up with the exchange
         state.cursor = page.next_cursor
+    if seen_any and state.stored is not None and not sink.stop.stopped:
+        extend_down(source, sink, since_us)
     if item.trades == 0 and item.status is Status.OK and not sink.stop.stopped:
         item.status = Status.UP_TO_DATE
 
@@ -74,3 +80,89 @@ def _write_page(sink: ProductSink, page: CursorPage, fresh: list[RawTrade]) -> N
         sink.note(outcome, last - lo)
         outcomes.append(outcome)
     sink.commit(outcomes, state.watermark, cursor=page.next_cursor)
+
+
+def extend_down(source: CursorPagedSource, sink: ProductSink, since_us: int | None) -> None:
+    """History before the first covered trade, for a cursor venue: a separate run pages
+    forward from ``--since`` towards the old start. The segment it covered so far and its next
+    cursor are kept in the checkpoint (``backfill``), so a re-run resumes it; when it reaches
+    the old start, trades already covered are dropped by id (and, for rows without an id, by
+    time) and the segment joins the covered interval."""
+    state = sink.state
+    if state.backfill is None:
+        if since_us is None:
+            return
+        covered = state.covered_since_us if state.covered_since_us is not None else sink.first_covered_us()
+        if covered is None or since_us >= covered:
+            return
+        cursor = source.start_cursor(state.product, since_us)
+        state.backfill = Backfill(since=from_us(since_us), cursor=cursor)
+        sink.save()  # before anything is written for it: a re-run resumes this segment
+    backfill = state.backfill
+    assert backfill.cursor is not None
+    sink.started(None)
+    while not sink.stop.stopped:
+        page = source.fetch_after(state.product, backfill.cursor, state.report.stats)
+        older = [t for t in page.trades if _below(state, t)]
+        reached = len(older) < len(page.trades)
+        outcomes = _write_segment(sink, backfill, page, older)
+        short = len(page.trades) < source.page_limit or page.next_cursor == backfill.cursor
+        backfill.cursor = page.next_cursor
+        if reached or short:
+            _join(sink, backfill, outcomes)
+            return
+        sink.extend_down(outcomes, state.start_after_id, None)  # the segment's progress, low end unchanged
+
+
+def _below(state: ActiveProduct, trade: RawTrade) -> bool:
+    if is_derived(trade.trade_id):
+        return state.derived_after is None or trade.trade_id <= state.derived_after
+    return state.watermark == state.start_after_id or trade.trade_id <= state.start_after_id
+
+
+def _write_segment(sink: ProductSink, backfill: Backfill, page: CursorPage,
+                   older: list[RawTrade]) -> list[ChunkOutcome]:
+    outcomes = []
+    for derived, group in groupby(older, key=lambda t: is_derived(t.trade_id)):
+        trades = list(group)
+        first, last = trades[0].trade_id, trades[-1].trade_id
+        if derived:
+            lo = backfill.derived_through_id if backfill.derived_through_id is not None else first - 1
+            backfill.derived_after_id = lo if backfill.derived_after_id is None else backfill.derived_after_id
+            backfill.derived_through_id = last
+            missing: list[tuple[int, int]] = []
+        else:
+            lo = backfill.through_id if backfill.through_id is not None else first - 1
+            backfill.after_id = lo if backfill.after_id is None else backfill.after_id
+            backfill.through_id = last
+            missing = RangeFetch(lo, last, trades).missing_ranges() if page.dense_ids else []
+        outcome = sink.write(trades, lo, last, missing, [page.request])
+        sink.note(outcome, last - lo)
+        if backfill.first_trade_time is None and outcome.first_us is not None:
+            backfill.first_trade_time = from_us(outcome.first_us)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _join(sink: ProductSink, backfill: Backfill, outcomes: list[ChunkOutcome]) -> None:
+    """The segment reached the old start: it becomes the bottom of the covered interval."""
+    state = sink.state
+    if backfill.after_id is not None and backfill.through_id is not None:
+        if state.watermark == state.start_after_id:  # no real ids were covered yet: the segment is all
+            state.watermark = backfill.through_id
+        elif backfill.through_id < state.start_after_id:  # ids between the two the exchange skipped
+            outcomes.append(ChunkOutcome(None, 0, None, None, None, None,
+                                         [(backfill.through_id + 1, state.start_after_id)]))
+        low = backfill.after_id
+    else:
+        low = state.start_after_id
+    if backfill.derived_after_id is not None:
+        state.derived_after = backfill.derived_after_id
+        if state.derived_through is None:
+            state.derived_through = backfill.derived_through_id
+    state.backfill = None
+    if backfill.since is not None:
+        since, covered = to_us(backfill.since), state.covered_since_us
+        state.covered_since_us = since if covered is None else min(covered, since)
+    first = backfill.first_trade_time
+    sink.extend_down(outcomes, low, None if first is None else to_us(first))

@@ -10,13 +10,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemahub.errors import ArchiveError
 from schemahub.infra.storage import Storage
 from schemahub.quality.checks import CheckResult
 from schemahub.query.engine import QueryEngine
 from schemahub.raw import files as raw_files
 from schemahub.raw.layout import parse_key, product_prefix
 from schemahub.table.delta import Cursor
-from schemahub.transform import engine
+from schemahub.transform import archives, engine
 from schemahub.transform.mapping import packaged
 from schemahub.transform.reader import RawFile, RawReader
 from schemahub.transform.schema import SCHEMA
@@ -29,7 +30,7 @@ _EXTRA = ("(SELECT * FROM trades WHERE exchange = $exchange AND symbol = $symbol
 
 
 def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, windows: list[Cursor],
-            quarantined: set[str]) -> pa.Table:
+            quarantined: set[str], problems: list[str]) -> pa.Table:
     tables = []
     for file_id, info in enumerate(storage.list(product_prefix(exchange, symbol))):
         key = parse_key(info.key)
@@ -37,11 +38,17 @@ def _mapped(storage: Storage, reader: RawReader, exchange: str, symbol: str, win
                 w.from_id < key.last_id <= w.through_id for w in windows):
             continue
         header = raw_files.read_header(storage.read(key.key) or b"", key.key)
-        raw_file = RawFile(file_id, key.key, storage.url_for(key.key), exchange, symbol, header.endpoint,
+        raw_file = RawFile(file_id, key.key, storage.url_for(key.key), exchange, symbol, header.mapping,
                            key.first_id, key.last_id, header.fetched_at.isoformat(), header.trade_count,
-                           header.time_unit)
-        mapping = packaged(exchange, header.endpoint)
-        tables.append(engine.apply(mapping, reader.read([raw_file], mapping)).table)
+                           header.time_unit, header)
+        mapping = packaged(exchange, header.mapping)
+        if header.archive is not None:  # the zip is checked against the venue's digest too
+            try:
+                tables += [part.table for part in archives.applied(storage, raw_file, mapping, verify=True)]
+            except ArchiveError as exc:
+                problems.append(f"{key.key}: {exc}")
+        else:
+            tables.append(engine.apply(mapping, reader.read([raw_file], mapping)).table)
     if not tables:
         return SCHEMA.empty_table()
     unique, _ = engine.unique_trades(pa.concat_tables(tables))
@@ -54,7 +61,8 @@ def compare_raw_with_table(storage: Storage, query: QueryEngine, windows: dict[t
     details: list[dict[str, Any]] = []
     try:
         for (exchange, symbol), product_windows in sorted(windows.items()):
-            expected = _mapped(storage, reader, exchange, symbol, product_windows, quarantined)
+            problems: list[str] = []
+            expected = _mapped(storage, reader, exchange, symbol, product_windows, quarantined, problems)
             query.con.register("expected_rows", expected)
             params = {"exchange": exchange, "symbol": symbol}
             missing = query.sql(_MISSING, params)
@@ -62,11 +70,12 @@ def compare_raw_with_table(storage: Storage, query: QueryEngine, windows: dict[t
             query.con.unregister("expected_rows")
             details.append({"exchange": exchange, "symbol": symbol, "raw_rows": expected.num_rows,
                             "missing_from_table": missing.num_rows, "not_in_raw": extra.num_rows,
+                            "unreadable_raw": problems,
                             "samples": (missing.slice(0, _SAMPLE).to_pylist()
                                         + extra.slice(0, _SAMPLE).to_pylist())})
     finally:
         reader.close()
-    bad = [d for d in details if d["missing_from_table"] or d["not_in_raw"]]
+    bad = [d for d in details if d["missing_from_table"] or d["not_in_raw"] or d["unreadable_raw"]]
     if bad:
         return CheckResult("deep-reconciliation", "fail",
                            f"{len(bad)} product(s) differ from their raw files", details)

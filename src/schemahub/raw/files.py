@@ -12,6 +12,10 @@
   has is in the file), when and how it was fetched (``fetched_at`` is the source of
   ``ingest_ts``), and who wrote it (run, lease owner, fencing token).
 * gzip with ``mtime=0``: the bytes depend only on the content.
+
+A bulk-archive coverage record (``*.archive.json``) is the header line alone, with an
+``archive`` section naming the verbatim zip it covers, its published digest and what the
+inspection of its CSV found; its trades stay in the zip.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemahub.errors import CorruptState
+from schemahub.raw.layout import ARCHIVE_SUFFIX
 from schemahub.sources.base import RawTrade, RequestRecord
 
 FORMAT = "schemahub.raw/v1"
@@ -41,6 +46,30 @@ class WriterMeta(_Model):
     run_id: str
     owner: str
     lease_token: int
+
+
+class ArchiveRef(_Model):
+    """The bulk-archive file a coverage record stands for."""
+
+    key: str
+    """Where the verbatim zip is in the lake."""
+    url: str
+    filename: str
+    sha256: str
+    """The venue's published checksum, which the stored bytes match."""
+    size: int
+    dataset: str
+    """The venue's dataset (``trades``, ``aggTrades``)."""
+    mapping: str
+    """The transform mapping of its CSV (``<exchange>.<mapping>.yaml``)."""
+    period: str
+    """The day (``2024-01-15``) or month (``2024-01``) it holds."""
+    header_row: bool
+    rows: int
+    file_first_id: int
+    file_last_id: int
+    in_order: bool
+    duplicates: int = 0
 
 
 class RawHeader(_Model):
@@ -65,6 +94,19 @@ class RawHeader(_Model):
     fetched_at: datetime
     requests: list[RequestRecord]
     writer: WriterMeta
+    archive: ArchiveRef | None = None
+    """Set on bulk-archive coverage records: the trades are the zip's rows with ids in the
+    coverage (the rest of the zip is covered by other records)."""
+
+    @property
+    def mapping(self) -> str:
+        """Which mapping reads it: the archive's own, or the REST endpoint's."""
+        return self.archive.mapping if self.archive is not None else self.endpoint
+
+
+def encode_archive_header(header: RawHeader) -> bytes:
+    """A coverage record: the header line alone (JSON, so Athena's raw table reads it too)."""
+    return orjson.dumps({HEADER_KEY: header.model_dump(mode="json")}) + b"\n"
 
 
 def encode(header: RawHeader, trades: list[RawTrade]) -> bytes:
@@ -111,6 +153,8 @@ def decode(data: bytes, where: str) -> tuple[RawHeader, Iterator[dict[str, Any]]
 
 def read_header(data: bytes, where: str) -> RawHeader:
     """Only the header; decompresses just enough of the file to reach the first newline."""
+    if where.endswith(ARCHIVE_SUFFIX):
+        return parse_header(data.strip(), where)
     decompressor = zlib.decompressobj(wbits=31)
     head = b""
     try:  # small steps: the header is the first ~700 bytes; the trades behind it stay compressed

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from schemahub.simulator.binance_archive import MICROSECONDS_FROM_US, BinanceArchive
 from schemahub.simulator.market import Market, ProductSpec, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
@@ -57,24 +58,31 @@ class BinanceSim(SimulatedExchange):
     name = "binance"
     default_products = (
         ProductSpec("BTC-USDT", 64_005.0, mean_size=0.01, trades_per_s=12.0, history=60_000,
-                    first_id=5_100_000_001, native_id="BTCUSDT", gap_rate=0.0, status="TRADING"),
+                    first_id=5_100_000_001, native_id="BTCUSDT", gap_rate=0.0, status="TRADING",
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("ETH-USDT", 3_401.0, mean_size=0.3, trades_per_s=6.0, history=30_000,
-                    first_id=2_200_000_001, native_id="ETHUSDT", gap_rate=0.0, status="TRADING"),
+                    first_id=2_200_000_001, native_id="ETHUSDT", gap_rate=0.0, status="TRADING",
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("SOL-USDT", 150.1, mean_size=6.0, trades_per_s=4.0, history=20_000,
-                    first_id=900_000_001, native_id="SOLUSDT", gap_rate=0.0, status="TRADING"),
+                    first_id=900_000_001, native_id="SOLUSDT", gap_rate=0.0, status="TRADING",
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("ETH-BTC", 0.0531, price_decimals=5, mean_size=0.5, trades_per_s=1.0, history=5_000,
-                    first_id=400_000_001, native_id="ETHBTC", gap_rate=0.0, status="TRADING"),
+                    first_id=400_000_001, native_id="ETHBTC", gap_rate=0.0, status="TRADING",
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("LUNA-USDT", 0.5, trades_per_s=0.1, history=100, native_id="LUNAUSDT", status="BREAK"),
     )
     test_products = (
         ProductSpec("BTC-USDT", 64_005.0, mean_size=0.01, trades_per_s=8.0, history=9_500,
                     first_id=5_100_000_001,
-                    native_id="BTCUSDT", status="TRADING", gap_rate=0.001),
+                    native_id="BTCUSDT", status="TRADING", gap_rate=0.001,
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("ETH-USDT", 3_401.0, mean_size=0.3, trades_per_s=4.0, history=6_100,
                     first_id=2_200_000_001,
-                    native_id="ETHUSDT", status="TRADING", gap_rate=0.0),
+                    native_id="ETHUSDT", status="TRADING", gap_rate=0.0,
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("ETH-BTC", 0.0531, price_decimals=5, mean_size=0.5, trades_per_s=1.0, history=2_300,
-                    first_id=400_000_001, native_id="ETHBTC", status="TRADING", gap_rate=0.0),
+                    first_id=400_000_001, native_id="ETHBTC", status="TRADING", gap_rate=0.0,
+                    ms_clock_before_us=MICROSECONDS_FROM_US),
         ProductSpec("LUNA-USDT", 0.5, trades_per_s=0.1, history=50, native_id="LUNAUSDT", status="BREAK"),
     )
     traded = ("BTC-USDT", "ETH-USDT", "ETH-BTC")
@@ -86,6 +94,7 @@ class BinanceSim(SimulatedExchange):
         super().__init__(markets)
         self._windows: dict[str, _Window] = {}
         self._aggs = {native: _Aggregates() for native in self.markets}
+        self.archive = BinanceArchive(self, self.markets)
 
     # -- limits ------------------------------------------------------------------------
 
@@ -230,6 +239,10 @@ class BinanceSim(SimulatedExchange):
                     aggs.starts.append(i)
             aggs.scanned = max(aggs.scanned, count)
             return aggs.starts
+
+    def aggregate_starts(self, market: Market, count: int) -> array[int]:
+        """Index of the first trade of every aggregate among the first ``count`` trades."""
+        return self._aggregates(market, count)
 
     def aggregate_truth(self, symbol: str, now_us: int) -> list[bytes]:
         """Every aggregate trade of ``symbol`` that exists at ``now_us`` (µs timestamps)."""

@@ -51,6 +51,9 @@ class ProductSpec:
     """Kraken: serve the old 6-element rows that carry no trade id."""
     legacy_below_id: int = 0
     """Kraken: trades with an id below this come without it (old data); newer ones with it."""
+    ms_clock_before_us: int = 0
+    """Trades before this time carry whole milliseconds (Binance: its clock became µs on
+    2025-01-01); 0: microseconds throughout."""
 
     @property
     def base(self) -> str:
@@ -183,7 +186,10 @@ class TradeStream:
 
     def trade(self, index: int, anchor_us: int) -> Trade:
         spec = self.spec
-        return Trade(self.ids[index], anchor_us + self.offsets_us[index], self.prices[index],
+        time_us = anchor_us + self.offsets_us[index]
+        if time_us < spec.ms_clock_before_us:
+            time_us -= time_us % 1000
+        return Trade(self.ids[index], time_us, self.prices[index],
                      self._sizes[index], "buy" if self.sides[index] else "sell",
                      spec.price_decimals, spec.size_decimals, self.rank_in_microsecond(index))
 

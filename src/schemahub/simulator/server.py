@@ -9,6 +9,8 @@ another process.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import random
 import re
@@ -26,12 +28,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from schemahub.simulator.archive import ArchiveFaults
 from schemahub.simulator.catalog import simulator_class
 from schemahub.simulator.market import Market, ProductSpec
 from schemahub.simulator.wire import Reply, json_reply
 from schemahub.sources.registry import DEFAULT_EXCHANGE
 
 log = logging.getLogger("schemahub.simulator")
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Faults:
     """Length of the first ban; each further ban doubles it."""
     only_paths: str | None = None
     """Regex: inject faults (not rate limits) only into requests whose path matches."""
+    archive: ArchiveFaults = field(default_factory=ArchiveFaults)
+    """The bulk-archive host's knobs (venues with one)."""
 
 
 class ManualClock:
@@ -192,6 +198,14 @@ class Simulator:
         with self._state.lock:
             return self._state.rng.choice((500, 502, 503))
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Wait (a paced download), or less when the server stops."""
+        self._stopping.wait(seconds)
+
     def hang(self) -> None:
         """Hold a request without answering until hang_s passes or the server stops."""
         self._stopping.wait(self.faults.hang_s)
@@ -238,7 +252,10 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if parts.path.startswith("/_sim/"):
                 self._send(sim.control(parts.path, query))
                 return
-            refused = sim.admit(self.client_address[0], parts.path, query)
+            archive = sim.api.archive
+            on_archive = archive is not None and parts.path.startswith(archive.prefix)
+            # The archive is another host: the API's request-weight limits do not apply to it.
+            refused = None if on_archive else sim.admit(self.client_address[0], parts.path, query)
             if refused is not None:
                 self._send(sim.api.finish(refused, self.client_address[0]))
                 return
@@ -256,23 +273,51 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if outcome == "error":
                 self._send(sim.api.server_error(sim.error_status()))
                 return
+            if archive is not None and on_archive:
+                reply = archive.serve(parts.path, sim.now_us(), sim.faults.archive)
+                self._send(reply, truncate=outcome == "truncate" or reply.stop_halfway)
+                return
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = sim.api.route(parts.path, query, sim.now_us(), headers)
             self._send(sim.api.finish(reply, self.client_address[0]), truncate=outcome == "truncate")
 
         def _send(self, reply: Reply, truncate: bool = False) -> None:
+            size = reply.file.stat().st_size if reply.file is not None else len(reply.body)
             self.send_response(reply.status)
             if not any(name.lower() == "content-type" for name, _ in reply.headers):
                 self.send_header("Content-Type", "application/json; charset=utf-8")
             for name, value in reply.headers:
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Content-Length", str(size))
             if truncate:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(reply.body[: len(reply.body) // 2] if truncate else reply.body)
+            limit = size // 2 if truncate else size
+            if reply.file is None and not reply.flip_byte and reply.bytes_per_s is None:
+                self.wfile.write(reply.body[:limit])
+            else:
+                self._stream(reply, limit, size // 2 if reply.flip_byte else -1)
             if truncate:
                 self.close_connection = True
+
+        def _stream(self, reply: Reply, limit: int, flip_at: int) -> None:
+            """Send the first ``limit`` bytes in blocks, paced and corrupted as the reply asks."""
+            started, sent = time.monotonic(), 0
+            with contextlib.ExitStack() as stack:
+                source = stack.enter_context(open(reply.file, "rb")) if reply.file is not None \
+                    else io.BytesIO(reply.body)
+                while sent < limit and not sim.stopping:
+                    block = bytearray(source.read(min(_BLOCK, limit - sent)))
+                    if not block:
+                        return
+                    if sent <= flip_at < sent + len(block):
+                        block[flip_at - sent] ^= 0xFF
+                    self.wfile.write(block)
+                    sent += len(block)
+                    if reply.bytes_per_s:
+                        ahead = sent / reply.bytes_per_s - (time.monotonic() - started)
+                        if ahead > 0:
+                            sim.pause(ahead)
 
         def _reset(self) -> None:
             # SO_LINGER with a zero timeout makes close() send RST instead of FIN.

@@ -7,6 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -15,6 +16,7 @@ from schemahub.http.ratelimit import TokenBucket
 from schemahub.simulator.market import Market, ProductSpec, Trade
 
 if TYPE_CHECKING:
+    from schemahub.simulator.archive import ArchiveHost
     from schemahub.simulator.server import Faults
 
 
@@ -23,6 +25,14 @@ class Reply:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    file: Path | None = None
+    """Send this file's bytes instead of ``body`` (big archive files, streamed)."""
+    flip_byte: bool = False
+    """Corrupt one byte in the middle (what a bad disk or proxy does): a checksum mismatch."""
+    stop_halfway: bool = False
+    """Announce the full length and hang up halfway (a truncated download)."""
+    bytes_per_s: float | None = None
+    """Send no faster than this (a slow download)."""
 
 
 def json_reply(status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -31,6 +41,9 @@ def json_reply(status: int, payload: object, headers: tuple[tuple[str, str], ...
 
 class SimulatedExchange(ABC):
     """One exchange's API over a set of markets. Subclasses only know the wire format."""
+
+    archive: ArchiveHost | None = None
+    """The venue's bulk-archive host (served on the same port, outside the API's limits)."""
 
     name: ClassVar[str]
     default_products: ClassVar[tuple[ProductSpec, ...]]

@@ -169,6 +169,7 @@ class Binance(IdPagedSource):
 SPEC = ExchangeSpec(
     name="binance", title="Binance spot", connector=Binance,
     simulator="schemahub.simulator.binance:BinanceSim",
+    archive="schemahub.sources.binance_archive:BinanceArchive",
     # 300 weight per 1-second window = 12 historicalTrades pages/s; the client is told 80.
     throttle_test=ThrottleTest({"weight_limit": 300, "weight_window_s": 1.0}, client_rate=80.0),
     ban_test={"weight_limit": 100, "weight_window_s": 60.0, "ban_after": -1, "ban_s": 300},

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from schemahub.simulator.wire import SimulatedExchange
+    from schemahub.sources.archive import ArchiveSource
     from schemahub.sources.base import TradeSource
 
 
@@ -50,6 +51,8 @@ class ExchangeSpec:
     demo: DemoSpec
     ban_test: dict[str, Any] | None = None
     """Simulator fault settings under which the venue bans the client (None: it never bans)."""
+    archive: str | None = None
+    """``module:Class`` of its bulk-archive source (None: the venue publishes none)."""
     ceiling_trades_per_s: float = 0.0
     """The documented public ceiling in trades/s (the benchmark's reference)."""
     bench_history_scale: float = 1.0
@@ -59,6 +62,13 @@ class ExchangeSpec:
     def __post_init__(self) -> None:
         if self.connector.name != self.name:
             raise ValueError(f"spec {self.name!r} wraps connector {self.connector.name!r}")
+
+    def archive_class(self) -> type[ArchiveSource] | None:
+        if self.archive is None:
+            return None
+        module, _, name = self.archive.partition(":")
+        cls: type[ArchiveSource] = getattr(importlib.import_module(module), name)
+        return cls
 
     def simulator_class(self) -> type[SimulatedExchange]:
         module, _, name = self.simulator.partition(":")

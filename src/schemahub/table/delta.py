@@ -32,7 +32,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from schemahub.errors import CommitConflict, ConfigError, StorageError
+from schemahub.errors import CommitConflict, ConfigError, SchemahubError, StorageError
 from schemahub.infra.storage import ObjectStoreAccess, Storage
 from schemahub.transform.schema import PARTITION_BY, SCHEMA
 
@@ -101,13 +101,18 @@ def delta_options(access: ObjectStoreAccess | None) -> dict[str, str] | None:
     return options
 
 
+class Replan(SchemahubError):
+    """An attempt found something that changes its plan (a file it had to quarantine after
+    rows of it were already on their way): nothing was committed, plan again."""
+
+
 def replanned(attempt: Callable[[int], T], attempts: int, what: str) -> T:
     """``attempt(n)`` until one commits: a lost commit race (``CommitConflict``) plans again
     from the new table version; after ``attempts`` losses, one line says so."""
     for number in range(1, attempts + 1):
         try:
             return attempt(number)
-        except CommitConflict as exc:
+        except (CommitConflict, Replan) as exc:
             if number == attempts:
                 raise CommitConflict(f"{what} lost {number} commit races in a row (nothing of it was "
                                      "committed); run it again") from None

@@ -105,6 +105,8 @@ def _convert(name: str, spec: FieldSpec, text: pa.Array, raw: pa.Table) -> tuple
 
 
 def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    if not pa.types.is_string(text.type):  # a typed column (an id a CSV reader read as a number)
+        text = pc.cast(text, pa.string())
     if name == "trade_id":
         # Numeric ids (most exchanges) pass a cheap digit check; only others meet the regex.
         digits = pc.fill_null(pc.utf8_is_digit(text), False)
@@ -125,7 +127,10 @@ def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Ar
 
 def _parse(text: pa.Array, to: pa.DataType, pattern: str) -> tuple[pa.Array, pa.Array]:
     """(values, valid mask). Casts the whole column at once - the fast path for clean data;
-    only when that fails does a regex find the bad values (they are rejected, not guessed)."""
+    only when that fails does a regex find the bad values (they are rejected, not guessed).
+    A column the reader already typed (CSV) passes as it is."""
+    if text.type == to:
+        return text, pc.is_valid(text)
     try:
         return pc.cast(text, to), pc.is_valid(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -14,7 +14,8 @@ it::
 
 ``path`` is a key (``price``; ``a.b`` and ``trade[0]`` reach into nested objects and
 arrays) when records are JSON objects, or an index (``[0]``) when they are JSON arrays
-(``record: array``). YAML is read with
+(``record: array``). Bulk-archive files are CSV (``record: csv``): the mapping names the
+file's ``columns`` in order, and a ``path`` is one of them. YAML is read with
 the safe loader only. Unknown keys, wrong types and missing columns are errors that
 name the file and the line.
 """
@@ -84,9 +85,26 @@ class TradeMapping(_Model):
     mapping_version: int = Field(ge=1)
     exchange: str
     endpoint: str
-    record: Literal["object", "array"] = "object"
+    record: Literal["object", "array", "csv"] = "object"
+    columns: list[str] | None = None
+    """``record: csv``: the file's columns, in order (its rows have no names)."""
     description: str | None = None
     fields: dict[str, FieldSpec]
+
+    @field_validator("columns")
+    @classmethod
+    def _csv_columns(cls, columns: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        csv = info.data.get("record") == "csv"
+        if csv and not columns:
+            raise ValueError("record: csv needs the file's columns, in order")
+        if not csv and columns is not None:
+            raise ValueError("columns apply to record: csv only")
+        for column in columns or []:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", column):
+                raise ValueError(f"column {column!r} is not a plain name")
+        if columns is not None and len(set(columns)) != len(columns):
+            raise ValueError("columns must be unique")
+        return columns
 
     @field_validator("exchange")
     @classmethod
@@ -106,9 +124,17 @@ class TradeMapping(_Model):
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown column(s): {', '.join(unknown)} (the unified "
                              f"columns are {', '.join(MAPPED)})")
-        array = info.data.get("record") == "array"
+        record = info.data.get("record")
+        array = record == "array"
+        columns = info.data.get("columns") or []
+        if record == "csv" and not columns:
+            raise ValueError("record: csv needs the file's columns, in order (columns: [...])")
         for name, spec in fields.items():
-            if spec.path is not None:
+            if spec.path is not None and record == "csv":
+                if spec.path not in columns:
+                    known = ", ".join(columns)
+                    raise ValueError(f"{name}: path {spec.path!r} is not one of the columns ({known})")
+            elif spec.path is not None:
                 pattern = _ARRAY_PATH if array else _OBJECT_PATH
                 if not pattern.fullmatch(spec.path):
                     shape = "[index]" if array else "a key such as price, a.b or trade[0]"

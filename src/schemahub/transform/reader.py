@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from schemahub.infra.duck import connect
 from schemahub.infra.storage import ObjectStoreAccess
-from schemahub.raw.files import HEADER_KEY
+from schemahub.raw.files import HEADER_KEY, RawHeader
 from schemahub.transform.mapping import TradeMapping
 
 log = logging.getLogger("schemahub.transform")
@@ -46,6 +46,8 @@ class RawFile:
     fetched_at: str
     trade_count: int
     time_unit: str | None = None
+    header: RawHeader | None = None
+    """The raw file's header (bulk-archive coverage records are read through it)."""
 
 
 def _column_sql(mapping: TradeMapping) -> tuple[str, str]:

@@ -47,6 +47,20 @@ class TransformReport:
     quarantined: list[state.Quarantined] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     commit_attempts: int = 0
+    skipped_held: list[str] = field(default_factory=list)
+    """Products another transform process had leased (it transforms them)."""
+    commits: int = 1
+    """Delta commits this run made (one per round: a big backfill commits in slices)."""
+
+    def merged(self, later: TransformReport) -> TransformReport:
+        """This round's report with a later round's added."""
+        self.products += later.products
+        self.quarantined += [q for q in later.quarantined if q.key not in {r.key for r in self.quarantined}]
+        self.errors += [e for e in later.errors if e not in self.errors]
+        self.commit_attempts += later.commit_attempts
+        self.commits += later.commits
+        self.table_version_after = later.table_version_after
+        return self
 
     @property
     def rows_written(self) -> int:
@@ -74,7 +88,8 @@ class TransformReport:
             "products": [{**vars(p), "cursor_before": _cursor(p.cursor_before),
                           "cursor_after": _cursor(p.cursor_after)} for p in self.products],
             "quarantined": [q.model_dump(mode="json") for q in self.quarantined],
-            "errors": self.errors, "commit_attempts": self.commit_attempts,
+            "errors": self.errors, "commit_attempts": self.commit_attempts, "commits": self.commits,
+            "skipped_held": self.skipped_held,
         }
 
     def record_into(self, record: RunRecord) -> None:

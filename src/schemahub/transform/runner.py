@@ -11,29 +11,33 @@ one commit; readers of older versions keep working (time travel) until a vacuum.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from schemahub.errors import CorruptState, SchemahubError
+from schemahub.errors import ArchiveError, CorruptState, SchemahubError
 from schemahub.infra.checkpoints import CheckpointStore, RepairRange, RepairStore
-from schemahub.infra.storage import Storage
+from schemahub.infra.storage import Storage, spool_dir
 from schemahub.raw import files as raw_files
-from schemahub.raw.layout import RawKey, parse_key, product_prefix
+from schemahub.raw.layout import SUFFIX, RawKey, parse_key, product_prefix
 from schemahub.stop import StopToken
-from schemahub.table.delta import Cursor, TradesTable, replanned
+from schemahub.table.delta import Cursor, Replan, TradesTable, replanned
 from schemahub.timeutil import new_run_id
-from schemahub.transform import engine, state
+from schemahub.transform import archives, engine, state
+from schemahub.transform.claims import Claims
 from schemahub.transform.mapping import TradeMapping, packaged
 from schemahub.transform.plan import ProductPlan, Watermark, has_overlap, overlap_groups, select_files
 from schemahub.transform.reader import RawFile, RawReader
@@ -77,8 +81,10 @@ class _Work:
 
 class Transformer:
     def __init__(self, storage: Storage, table: TradesTable, *, run_id: str | None = None,
-                 progress: StageProgress | None = None, stop: StopToken | None = None) -> None:
+                 progress: StageProgress | None = None, stop: StopToken | None = None,
+                 claims: Claims | None = None) -> None:
         self.storage = storage
+        self.claims = claims or Claims.everything()
         self.table = table
         self.progress: StageProgress = progress or NoProgress()
         self.run_id = run_id or new_run_id()
@@ -89,17 +95,24 @@ class Transformer:
         self._repairing: set[str] = set()
         self._quarantined: dict[str, state.Quarantined] = {}
         """Files quarantined by this run, kept across re-plans after a lost commit race."""
+        self._spool: Path | None = None
+        """Where raw files of an object-store lake wait for DuckDB during one attempt."""
 
     def run(self, options: TransformOptions) -> TransformReport:
+        """Rounds of (lease products, transform, commit) until nothing is left this process may take."""
         started = time.monotonic()
+        report: TransformReport | None = None
+        single = options.dry_run or options.rebuild
+        while True:
+            try:
+                one = self._round(options)
+            finally:
+                self.claims.end_round()
+            report = one if report is None else report.merged(one)
+            if single or not one.products or not self.claims.more or self.stop.stopped:
+                break
+        report.skipped_held = sorted(f"{exchange} {symbol}" for exchange, symbol in self.claims.skipped)
 
-        def attempt(number: int) -> TransformReport:
-            report = TransformReport(self.run_id, datetime.now(UTC), options.rebuild, options.dry_run,
-                                     commit_attempts=number)
-            self._run_once(options, report)
-            return report
-
-        report = replanned(attempt, COMMIT_ATTEMPTS, "transform")
         # A file quarantined in a lost attempt is skipped by the re-plan, but it is still
         # this run's finding: the report (and the exit status) must say so.
         seen = {q.key for q in report.quarantined}
@@ -107,6 +120,17 @@ class Transformer:
         report.finished_at = datetime.now(UTC)
         report.elapsed_s = time.monotonic() - started
         return report
+
+    def _round(self, options: TransformOptions) -> TransformReport:
+        """One commit of the products this round leases, planned again after a lost race."""
+
+        def attempt(number: int) -> TransformReport:
+            report = TransformReport(self.run_id, datetime.now(UTC), options.rebuild, options.dry_run,
+                                     commit_attempts=number)
+            self._run_once(options, report)
+            return report
+
+        return replanned(attempt, COMMIT_ATTEMPTS, "transform")
 
     # -- planning ---------------------------------------------------------------------
 
@@ -186,26 +210,31 @@ class Transformer:
         flat = [(plan, key) for plan in plans for key in plan.files]
         if self.storage.read_concurrency > 1:
             with ThreadPoolExecutor(self.storage.read_concurrency) as pool:
-                headers = list(pool.map(lambda item: self._header(item[1]), flat))
+                read = list(pool.map(lambda item: self._header(item[1]), flat))
         else:
-            headers = [self._header(key) for _, key in flat]
+            read = [self._header(key) for _, key in flat]
         work: dict[tuple[str, str], _Work] = {
             (p.exchange, p.symbol): _Work(p, ProductResult(p.exchange, p.symbol, cursor_before=p.cursor,
                                                            cursor_after=p.new_cursor), [])
             for p in plans}
-        for file_id, ((plan, key), header) in enumerate(zip(flat, headers, strict=True)):
+        for file_id, ((plan, key), found) in enumerate(zip(flat, read, strict=True)):
             item = work[(plan.exchange, plan.symbol)]
-            if isinstance(header, str):
-                self._quarantine(key, header, report, item.result, dry_run)
+            if isinstance(found, str):
+                self._quarantine(key, found, report, item.result, dry_run)
                 continue
-            item.files.append(RawFile(file_id, key.key, self.storage.url_for(key.key), key.exchange,
-                                      key.symbol, header.endpoint, key.first_id, key.last_id,
-                                      header.fetched_at.isoformat(), header.trade_count, header.time_unit))
+            header, local = found
+            where = str(local) if local is not None else self.storage.url_for(key.key)
+            item.files.append(RawFile(file_id, key.key, where, key.exchange,
+                                      key.symbol, header.mapping, key.first_id, key.last_id,
+                                      header.fetched_at.isoformat(), header.trade_count, header.time_unit,
+                                      header))
             item.result.files += 1
             item.result.raw_trades += header.trade_count
         return list(work.values())
 
-    def _header(self, key: RawKey) -> raw_files.RawHeader | str:
+    def _header(self, key: RawKey) -> tuple[raw_files.RawHeader, Path | None] | str:
+        """The file's header, and on an object store a local copy of the same bytes: one GET
+        per raw file (DuckDB then reads the copy, not the store: no HEAD, no ranged GETs)."""
         data = self.storage.read(key.key)
         if data is None:
             return "the file disappeared before it could be read"
@@ -215,7 +244,11 @@ class Transformer:
             return str(exc)
         if (header.exchange, header.symbol) != (key.exchange, key.symbol):
             return f"header says {header.exchange} {header.symbol}, the path says {key.exchange} {key.symbol}"
-        return header
+        local = None
+        if self._spool is not None and not key.archive:
+            local = self._spool / f"{uuid.uuid4().hex}{SUFFIX}"
+            local.write_bytes(data)
+        return header, local
 
     def _quarantine(self, key: RawKey, reason: str, report: TransformReport, result: ProductResult,
                     dry_run: bool) -> None:
@@ -231,10 +264,19 @@ class Transformer:
     # -- running ------------------------------------------------------------------------
 
     def _run_once(self, options: TransformOptions, report: TransformReport) -> None:
+        with contextlib.ExitStack() as stack:
+            if self.storage.access() is not None and not options.dry_run:  # an object store
+                self._spool = Path(stack.enter_context(spool_dir()))
+            try:
+                self._transform(options, report)
+            finally:
+                self._spool = None
+
+    def _transform(self, options: TransformOptions, report: TransformReport) -> None:
         self._retried, self._repairing = set(), set()
         delta = self.table.load()
         report.table_version_before = delta.version() if delta is not None else None
-        plans = self._plans(delta, options, report)
+        plans = self.claims.choose(self._plans(delta, options, report))
         work = self._raw_files(plans, report, options.dry_run)
         report.products = [w.result for w in work]
         if options.dry_run or not work:
@@ -323,6 +365,11 @@ class Transformer:
             for endpoint in sorted({f.endpoint for f in item.files}):
                 mapping = packaged(item.plan.exchange, endpoint)
                 keys = [k for k in item.plan.files if k.key in by_id and by_id[k.key].endpoint == endpoint]
+                if mapping.record == "csv":
+                    for key in keys:
+                        yield from self._archive_rows(by_id[key.key], mapping, existing, item, report,
+                                                      options.dry_run)
+                    continue
                 for group in overlap_groups(keys, options.group_files):
                     files = [by_id[k.key] for k in group]
                     rows = self._rows(files, mapping, reader, report, item.result, options.dry_run)
@@ -336,6 +383,34 @@ class Transformer:
                         rows = self._new_only(rows, existing, item)
                     item.result.rows_written += rows.num_rows
                     yield _sorted(rows)
+
+    def _archive_rows(self, raw_file: RawFile, mapping: TradeMapping, existing: _Existing | None,
+                      item: _Work, report: TransformReport, dry_run: bool) -> Iterator[pa.Table]:
+        """A bulk-archive coverage record's rows, a table at a time, straight from its zip.
+
+        Rows are on their way to the table before the whole file is read; a bad row found
+        after that quarantines the record and re-plans the run (nothing was committed).
+        """
+        header = raw_file.header
+        assert header is not None
+        distinct, sent = 0, False
+        try:
+            for part in archives.applied(self.storage, raw_file, mapping):
+                rows = part.table
+                distinct += rows.num_rows
+                self.progress.advance(0, rows.num_rows)
+                if existing is not None:
+                    rows = self._new_only(rows, existing, item)
+                item.result.rows_written += rows.num_rows
+                sent = True
+                yield _sorted(rows)
+            archives.check_count(header, distinct)
+        except ArchiveError as exc:
+            self._quarantine_file(raw_file, str(exc), report, item.result, dry_run)
+            if sent:
+                raise Replan(f"{raw_file.key} was quarantined after some of its rows were read") from None
+            return
+        self.progress.advance(1, 0)
 
     def _rows(self, files: list[RawFile], mapping: TradeMapping, reader: RawReader, report: TransformReport,
               result: ProductResult, dry_run: bool) -> pa.Table:
