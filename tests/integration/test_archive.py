@@ -254,11 +254,13 @@ def test_sigkill_during_a_download_leaves_nothing_half_written(tmp_path: Path, m
 def test_an_unreachable_archive_host_leaves_auto_on_rest_and_fails_archive_only(lake: LakeRef,
                                                                                make_sim: SimFactory) -> None:
     sim = _sim(make_sim)
-    env = {"SCHEMAHUB_BINANCE_ARCHIVE_URL": "http://127.0.0.1:9", "SCHEMAHUB_RETRY_MAX_ATTEMPTS": "2"}
-    failed = ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16"), source="archive", **env)
+    nowhere = "http://127.0.0.1:9"
+    failed = ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16"), source="archive",
+                    SCHEMAHUB_BINANCE_ARCHIVE_URL=nowhere, SCHEMAHUB_RETRY_MAX_ATTEMPTS="2")
     assert failed.products[0].status is Status.FAILED
     assert "cannot reach http://127.0.0.1:9" in (failed.products[0].error or "")
-    report = ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16"), source="auto", **env)
+    report = ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16"), source="auto",
+                    SCHEMAHUB_BINANCE_ARCHIVE_URL=nowhere, SCHEMAHUB_RETRY_MAX_ATTEMPTS="2")
     item = report.products[0]
     assert item.status is Status.OK, item.error
     assert item.archive_fallbacks and item.archive_fallbacks[0].startswith("archive host: ")
