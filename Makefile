@@ -55,6 +55,7 @@ bench: $(STAMP)
 	cd bench && ../$(BIN)/python transform.py
 	cd bench && ../$(BIN)/python query.py
 	cd bench && ../$(BIN)/python cloud.py
+	cd bench && ../$(BIN)/python archive.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from schemahub import pipeline
-from schemahub.settings import Settings
+from schemahub.settings import OBJECT_STORE_FILE_TRADES, Settings
 from schemahub.transform.report import TransformOptions
 from synth import raw_lake
 
@@ -92,6 +92,19 @@ def transform(settings: Settings) -> tuple[int, float]:
     return report.rows_written, time.perf_counter() - started
 
 
+def requests(endpoint: str, reset: bool = False) -> dict[str, int]:
+    """Requests the moto server answered since the last reset (tests/moto_server.py counts them)."""
+    answer = httpx.post(f"{endpoint}/_requests") if reset else httpx.get(f"{endpoint}/_requests")
+    counts: dict[str, int] = answer.json()
+    return counts
+
+
+def counted_transform(settings: Settings, endpoint: str) -> tuple[int, float, dict[str, int]]:
+    requests(endpoint, reset=True)
+    rows, seconds = transform(settings)
+    return rows, seconds, requests(endpoint)
+
+
 def query_times(settings: Settings, repeats: int) -> dict[str, float]:
     engine = pipeline.query_engine(settings)
     try:
@@ -118,24 +131,34 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="schemahub-bench-cloud-"))
     moto, endpoint = start_moto()
     try:
-        local = work / "lake"
-        trades = raw_lake(local, products=products, per_product=per_product)
-        copy_to_s3(local, endpoint, "bench-lake", "bench-locks")
-        remote = s3_settings(endpoint, "bench-lake", "bench-locks")
-        here = Settings.load(str(local))
-
-        rows_local, local_s = transform(here)
-        rows_s3, s3_s = transform(remote)
-        assert rows_local == rows_s3 == trades
+        result: dict[str, object] = {}
+        # A page per raw file (a local lake's layout, and the seed's), then the bigger files
+        # ingest gathers pages into on an object store (SCHEMAHUB_RAW_FILE_TRADES).
+        for name, per_file in (("page_files", 1000), ("gathered_files", OBJECT_STORE_FILE_TRADES)):
+            local = work / name
+            trades = raw_lake(local, products=products, per_product=per_product, per_file=per_file)
+            files = sum(1 for _ in (local / "raw").rglob("*.jsonl.gz"))
+            bucket = f"bench-{name.replace('_', '-')}"
+            copy_to_s3(local, endpoint, bucket, f"{bucket}-locks")
+            remote = s3_settings(endpoint, bucket, f"{bucket}-locks")
+            rows_local, local_s = transform(Settings.load(str(local)))
+            rows_s3, s3_s, counts = counted_transform(remote, endpoint)
+            assert rows_local == rows_s3 == trades
+            result[name] = {
+                "trades": trades, "raw_files": files, "trades_per_file": per_file,
+                "transform_local_trades_per_s": round(trades / local_s),
+                "transform_s3_trades_per_s": round(trades / s3_s),
+                "transform_s3_vs_local": round(local_s / s3_s, 3),
+                "s3_requests": counts, "s3_gets_per_raw_file": round(counts.get("GET raw", 0) / files, 2),
+            }
+        here, remote = Settings.load(str(work / "page_files")), s3_settings(endpoint, "bench-page-files",
+                                                                             "bench-page-files-locks")
         local_q, s3_q = query_times(here, 3), query_times(remote, 3)
-        result = {
-            "trades": trades, "raw_files": sum(1 for _ in (local / "raw").rglob("*.jsonl.gz")),
-            "transform_local_trades_per_s": round(trades / local_s), "transform_s3_trades_per_s":
-                round(trades / s3_s), "transform_s3_vs_local": round(local_s / s3_s, 3),
+        result.update({
             "query_seconds_local": {k: round(v, 4) for k, v in local_q.items()},
             "query_seconds_s3": {k: round(v, 4) for k, v in s3_q.items()},
             "query_s3_slowdown": {k: round(s3_q[k] / local_q[k], 1) for k in QUERIES},
-        }
+        })
         print(json.dumps(result, indent=2))
     finally:
         moto.terminate()

@@ -7,9 +7,16 @@
       binance   6000 weight/min / 25 per historicalTrades page
                 x 1000 trades                                 =  4,000 trades/s
       kraken    ~1 req/s x 1000 trades                        =  1,000 trades/s
+      okx       20 req / 2 s x 100 trades                     =  1,000 trades/s
+      bitfinex  15 req/min x 10,000 trades                    =  2,500 trades/s
+    (Bybit has no REST history: it appears in (c) only.)
 (b) Unlimited (Coinbase): no rate limit, ~5 ms latency. This measures the client's own
     ceiling on this machine, next to a reference run in the same process: bare httpx
     threads that only download the same pages (no parsing, no files, no checkpoints).
+
+(c) Archive backfill, per venue with a bulk archive (Binance, OKX, Bybit): five days of
+    history served as the venue's archive files, ingested with `--source archive`:
+    trades/s and files/s (bounded by this machine, not by a published limit).
 
 Each simulator runs in a separate process (it must not share our GIL). Id-paged products
 get a checkpoint at their first trade so the figures measure forward ingestion, not the
@@ -126,6 +133,30 @@ def scenario_a(exchange: str, quick: bool) -> dict[str, float]:
             "429s": stats.get("429", 0), "418s": stats.get("418", 0)}
 
 
+def scenario_c(exchange: str, quick: bool) -> dict[str, float]:
+    days = 2.0 if quick else 5.0
+    proc, url = start_simulator(exchange, "--history-days", str(days), "--history-scale",
+                                str(spec(exchange).bench_history_scale * (5 if quick else 20)))
+    try:
+        env = {f"SCHEMAHUB_{exchange.upper()}_URL": url, f"SCHEMAHUB_{exchange.upper()}_ARCHIVE_URL": url}
+        with tempfile.TemporaryDirectory() as lake:
+            settings = Settings.load(lake, env=env)
+            since = int((time.time() - (days + 1) * 86400) * 1_000_000)
+            options = IngestOptions(since_us=since, workers=4, source="archive")
+            request = IngestRequest([exchange], [p.symbol for p in tradable(exchange)], lambda _: options)
+            started = time.perf_counter()
+            [report] = pipeline.ingest(settings, request)
+            elapsed = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert report.ok, report.to_dict()
+    trades = sum(p.trades for p in report.products)
+    files = sum(p.archive_files for p in report.products)
+    return {"trades": trades, "files": files, "seconds": round(elapsed, 2),
+            "trades_per_s": round(trades / elapsed), "files_per_s": round(files / elapsed, 1)}
+
+
 def scenario_b(scale: float) -> dict[str, float]:
     proc, url = start_simulator("coinbase", "--latency", "0.005", "--no-rate-limit", "--history-scale",
                                 str(scale))
@@ -147,13 +178,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller streams (a smoke run, noisier)")
-    parser.add_argument("--only", choices=["a", "b"], help="run one scenario")
+    parser.add_argument("--only", choices=["a", "b", "c"], help="run one scenario")
     parser.add_argument("--exchange", choices=list_exchanges(), action="append",
                         help="scenario (a) for this exchange only (repeatable)")
     args = parser.parse_args()
+    chosen = args.exchange or list_exchanges()
     if args.only in (None, "a"):
-        for exchange in args.exchange or list_exchanges():
-            print(json.dumps({f"a_rate_limited_{exchange}": scenario_a(exchange, args.quick)}), flush=True)
+        for exchange in chosen:
+            if spec(exchange).ceiling_trades_per_s:  # a REST history to measure against its limit
+                result = scenario_a(exchange, args.quick)
+                print(json.dumps({f"a_rate_limited_{exchange}": result}), flush=True)
+    if args.only in (None, "c"):
+        for exchange in chosen:
+            if spec(exchange).archive is not None:
+                print(json.dumps({f"c_archive_{exchange}": scenario_c(exchange, args.quick)}), flush=True)
     if args.only in (None, "b"):
         print(json.dumps({"b_unlimited": scenario_b(2.0 if args.quick else 10.0)}), flush=True)
 

@@ -34,7 +34,8 @@ def _specs(products: int, per_product: int) -> list[ProductSpec]:
                         first_id=1 + i * 10**9, gap_rate=0.0) for i in range(products)]
 
 
-def _write_product(lake: str, spec: ProductSpec, start_index: int, count: int, seed: int) -> int:
+def _write_product(lake: str, spec: ProductSpec, start_index: int, count: int, seed: int,
+                   per_file: int = 1000) -> int:
     storage = LocalStorage(lake)
     market = Market(spec, seed, int(START.timestamp() * 1_000_000))
     market.anchor_us = int(START.timestamp() * 1_000_000)  # the same times however long the history
@@ -42,8 +43,8 @@ def _write_product(lake: str, spec: ProductSpec, start_index: int, count: int, s
     api = CoinbaseSim({spec.symbol: market})
     fetched = datetime.now(UTC)
     written = 0
-    for lo in range(start_index, start_index + count, 1000):
-        hi = min(lo + 1000, start_index + count)
+    for lo in range(start_index, start_index + count, per_file):
+        hi = min(lo + per_file, start_index + count)
         trades = [market.stream.trade(i, market.anchor_us) for i in range(lo, hi)]
         first, last = trades[0], trades[-1]
         header = files.RawHeader(
@@ -62,12 +63,14 @@ def _write_product(lake: str, spec: ProductSpec, start_index: int, count: int, s
     return written
 
 
-def raw_lake(lake: Path, *, products: int, per_product: int, start_index: int = 0, seed: int = 1) -> int:
-    """Write ``per_product`` trades per product (after ``start_index``) and advance checkpoints."""
+def raw_lake(lake: Path, *, products: int, per_product: int, start_index: int = 0, seed: int = 1,
+             per_file: int = 1000) -> int:
+    """Write ``per_product`` trades per product (after ``start_index``), ``per_file`` trades per
+    raw file (a page, or what ingest gathers on an object store), and advance checkpoints."""
     specs = _specs(products, start_index + per_product)
     with ProcessPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
-        counts = list(pool.map(_write_product, [str(lake)] * products, specs,
-                               [start_index] * products, [per_product] * products, [seed] * products))
+        counts = list(pool.map(_write_product, [str(lake)] * products, specs, [start_index] * products,
+                               [per_product] * products, [seed] * products, [per_file] * products))
     store = CheckpointStore(LocalStorage(lake))
     for spec in specs:
         previous = store.load("coinbase", spec.symbol)

@@ -14,10 +14,14 @@ from typing import Any
 import pytest
 
 from schemahub.simulator.server import Faults, ManualClock, Simulator
+from schemahub.sources.registry import list_exchanges, source_class
 from tests.helpers import PRODUCTS_FOR, SIM_START
 from tests.lakes import LakeRef, MotoServer, new_s3_lake, wait_until_up
 
 _MOTO_URL = os.environ.get("SCHEMAHUB_TEST_MOTO_URL")  # read before _clean_environ runs
+TEST_PAGE_LIMIT = 1000
+"""In-process tests page every venue with at most this many trades a page (only Bitfinex
+pages more, 10,000): small test histories then still span many pages and their seams."""
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +30,14 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("SCHEMAHUB_", "AWS_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list_exchanges():
+        cls = source_class(name)
+        if cls.page_limit > TEST_PAGE_LIMIT:
+            monkeypatch.setattr(cls, "page_limit", TEST_PAGE_LIMIT)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from schemahub.settings import Settings
 from schemahub.simulator.catalog import simulator_class
 from schemahub.simulator.market import ProductSpec
 from schemahub.simulator.server import Simulator
-from schemahub.sources.registry import list_exchanges
+from schemahub.sources.registry import list_exchanges, source_class
 from tests.lakes import LakeLike, LakeRef, as_lake
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -175,8 +176,8 @@ def raw_files(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[t
 
 
 def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any]]:
-    """A coverage record's rows, from the zip in the lake, as Binance's REST API writes them
-    (times in µs, like the ground truth SchemaHub is served)."""
+    """A coverage record's rows, from the zip in the lake, as the venue's REST API writes them
+    (Binance: times in µs, like the ground truth SchemaHub is served)."""
     import io
     import zipfile
 
@@ -185,16 +186,32 @@ def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any
     data = storage.read(archive.key)
     assert data is not None, f"{archive.key} is missing"
     assert hashlib.sha256(data).hexdigest() == archive.sha256, f"{archive.key} is not the verified file"
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        text = zf.read(zf.namelist()[0]).decode()
+    if archive.filename.endswith(".gz"):
+        import gzip
+
+        text = gzip.decompress(data).decode()
+    else:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            text = zf.read(zf.namelist()[0]).decode()
     scale = 1 if header.time_unit == "us" else 1000
     records = []
-    for line in text.splitlines():
-        if not line or not line[0].isdigit():
-            continue  # a header row
+    lines = text.splitlines()[1 if archive.header_row else 0:]
+    for line in lines:
+        if not line:
+            continue
         cells = line.split(",")
-        if archive.dataset == "trades":
-            record: dict[str, Any] = {
+        record: dict[str, Any]
+        if archive.named_columns:  # Bybit: by the header's names; ids numbered from the day's base
+            names = text.splitlines()[0].split(",")
+            row = dict(zip(names, cells, strict=True))
+            record = {"id": archive.id_base + int(row["id"]), "timestamp": int(row["timestamp"]),
+                      "price": row["price"], "volume": row["volume"], "side": row["side"]}
+        elif header.exchange == "okx":  # instrument_name,trade_id,side,price,size,created_time
+            size = str(Decimal(cells[4]).quantize(Decimal("1e-8")))  # 1.23e-05 -> REST's 0.00001230
+            record = {"instId": cells[0], "side": cells[2], "sz": size, "px": cells[3], "tradeId": cells[1],
+                      "ts": cells[5]}
+        elif archive.dataset == "trades":
+            record = {
                 "id": int(cells[0]), "price": cells[1], "qty": cells[2], "quoteQty": cells[3],
                 "time": int(cells[4]) * scale, "isBuyerMaker": cells[5].lower() == "true",
                 "isBestMatch": cells[6].lower() == "true"}
@@ -244,9 +261,9 @@ def gap_ranges(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[
 
 def trade_id(record: Any) -> int:
     """The id of a raw record or a ground-truth wire trade, on any exchange."""
-    if isinstance(record, list):  # a Kraken wire row
-        return int(record[6])
-    for key in ("trade_id", "id", "a"):
+    if isinstance(record, list):  # a wire row: Bitfinex [ID, MTS, AMOUNT, PRICE], Kraken [..., id]
+        return int(record[0] if len(record) == 4 else record[6])
+    for key in ("trade_id", "id", "a", "tradeId"):
         if key in record:
             return int(record[key])
     raise KeyError(f"no trade id in {record}")
@@ -262,6 +279,9 @@ def truth_range(sim: Simulator, symbol: str, after_id: int, through_id: int) -> 
 
 
 def skipped_ids(sim: Simulator, symbol: str, after_id: int, through_id: int) -> list[int]:
+    """Ids the exchange skipped in the window (none where ids are no per-product sequence)."""
+    if not source_class(sim.exchange).dense_ids:
+        return []
     market = sim.market(symbol)
     count = market.visible(sim.now_us())
     return [i for i in market.skipped_ids(count) if after_id < i <= through_id]
@@ -367,7 +387,8 @@ def expected_rows(lake: LakeLike, sim: Simulator, symbols: Sequence[str]) -> lis
             assert trade.trade_id in fetched, f"{symbol} {trade.trade_id} is in no raw file"
             moment = from_us(trade.time_us)
             rows.append({
-                "exchange": exchange, "symbol": symbol, "trade_id": str(trade.trade_id), "id_kind": "trade",
+                "exchange": exchange, "symbol": symbol, "trade_id": str(trade.trade_id),
+                "id_kind": "derived" if market.spec.daily_ids else "trade",
                 "side": trade.taker_side, "price": float(trade.price), "quantity": float(trade.size),
                 "trade_ts": moment, "ingest_ts": fetched[trade.trade_id], "trade_date": moment.date(),
             })

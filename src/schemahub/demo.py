@@ -2,7 +2,9 @@
 
 Starts a simulator for each registered exchange in the background, writes a seed per
 exchange, ingests all of them into ``./lake`` through the real CLI (each
-rate-limited like the real exchange), transforms them into the one unified Delta table,
+rate-limited like the real exchange), extends the history of venues with a bulk archive
+(Binance) three days back from their archive files, says where each product's history
+came from, transforms them into the one unified Delta table,
 runs example queries - BTC compared across exchanges minute by minute - and the
 data-quality checks, writes the dashboard, and stops the simulators it started. The
 lake is recreated on every run, but only if the demo created it: anything else at that
@@ -34,16 +36,40 @@ def _fresh_lake(lake: Path) -> None:
     (lake / MARKER).write_text("created by `make demo`; the demo deletes and recreates this lake\n")
 
 
-def _start_simulator(exchange: str, history_scale: str) -> tuple[subprocess.Popen[str], str]:
+def _start_simulator(exchange: str, history_scale: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     simulator = subprocess.Popen(
         [sys.executable, "-m", "schemahub", "simulate", "--exchange", exchange, "--port", "0",
-         "--history-scale", history_scale], stdout=subprocess.PIPE, text=True)
+         "--history-scale", history_scale, *extra], stdout=subprocess.PIPE, text=True,
+        stderr=subprocess.DEVNULL)  # (its "stopping" notice when the demo ends is noise here)
     assert simulator.stdout is not None
     line = simulator.stdout.readline().strip()  # "simulator listening on http://..."
     if not line.startswith("simulator listening on "):
         simulator.kill()
-        sys.exit(f"the {exchange} simulator did not start: {line!r}")
+        sys.exit(f"the {exchange} simulator did not start ({line!r}); run `schemahub simulate --exchange "
+                 f"{exchange}` to see why")
     return simulator, line.rsplit(" ", 1)[1]
+
+
+def _provenance(lake: Path) -> None:
+    """Where each product's history came from: archive files, REST pages."""
+    from schemahub.infra.storage import LocalStorage
+    from schemahub.raw import files
+    from schemahub.raw.layout import parse_key
+
+    storage = LocalStorage(lake)
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for info in storage.list("raw/"):
+        key = parse_key(info.key)
+        if key is None:
+            continue
+        header = files.read_header(storage.read(info.key) or b"", info.key)
+        source = "archive" if key.archive else "REST"
+        tally = counts.setdefault((key.exchange, key.symbol), {"archive": 0, "REST": 0})
+        tally[source] += header.trade_count
+    print("\nwhere each product's history came from:")
+    for (exchange, symbol), tally in sorted(counts.items()):
+        print(f"  {exchange:<9} {symbol:<9} {tally['archive']:>9,} trades from archive files, "
+              f"{tally['REST']:>9,} from REST")
 
 
 def _query(sql: str, env: dict[str, str]) -> list[str]:
@@ -61,14 +87,23 @@ def main() -> None:
     try:
         # Each venue's history is sized (its spec's demo settings) so that its ingest takes
         # about half a minute at its own documented rate limit.
+        archived = []
         for exchange in list_exchanges():
-            simulator, url = _start_simulator(exchange, str(spec(exchange).demo.history_scale))
+            demo = spec(exchange).demo
+            days = [] if demo.history_days is None else ["--history-days", str(demo.history_days)]
+            simulator, url = _start_simulator(exchange, str(demo.history_scale), *days)
             simulators.append(simulator)
             env[f"SCHEMAHUB_{exchange.upper()}_URL"] = url
+            if spec(exchange).archive is not None:  # the simulator serves the archive host too
+                env[f"SCHEMAHUB_{exchange.upper()}_ARCHIVE_URL"] = url
+                archived.append(exchange)
             print(f"{exchange} simulator (its wire format and public rate limit) at {url}", flush=True)
         for exchange in list_exchanges():
             _cli("update-seed", "--exchange", exchange, "--filter", spec(exchange).demo.seed_filter, env=env)
         _cli("ingest", "--exchange", "all", env=env)
+        if archived:  # three days back: whole days from the bulk archive, the seams from REST
+            _cli("ingest", "--exchange", ",".join(archived), "--since", "3d", env=env)
+        _provenance(lake)
     finally:
         for simulator in simulators:
             simulator.terminate()

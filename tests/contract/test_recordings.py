@@ -31,8 +31,11 @@ from schemahub.raw.layout import RawKey
 from schemahub.settings import Settings
 from schemahub.sources.base import Product, RawTrade, TradeSource
 from schemahub.sources.binance import Binance
+from schemahub.sources.bitfinex import Bitfinex
+from schemahub.sources.bybit import Bybit
 from schemahub.sources.coinbase import Coinbase
 from schemahub.sources.kraken import Kraken
+from schemahub.sources.okx import Okx
 from schemahub.timeutil import from_us
 from schemahub.transform import engine
 from schemahub.transform.mapping import packaged
@@ -42,8 +45,12 @@ from tests.helpers import recording
 FETCHED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def _source(cls: type[TradeSource], body: Any, endpoint: str | None = None) -> TradeSource:
+def _source(cls: type[TradeSource], body: Any, endpoint: str | None = None,
+            by_path: dict[str, Any] | None = None) -> TradeSource:
+    """``cls`` answered with ``body`` (or, by request path, the bodies of ``by_path``)."""
     def handler(request: httpx.Request) -> httpx.Response:
+        if by_path is not None:
+            return httpx.Response(200, json=by_path[request.url.path])
         return httpx.Response(200, json=body)
 
     env = {"SCHEMAHUB_RETRY_MAX_ATTEMPTS": "1"}
@@ -267,3 +274,187 @@ def test_kraken_current_pair_recording(tmp_path: Path) -> None:
     assert (product.symbol, product.native_id, product.status, product.tradable) == \
         ("BTC-USDT", "XBTUSDT", "online", True)
 
+
+
+# -- Bitfinex --------------------------------------------------------------------------------
+
+
+def test_bitfinex_trade_recording(tmp_path: Path) -> None:
+    body = recording("bitfinex/trades_tBTCUST_limit1_2024-03-13_ccxt-static.json")
+    source = _source(Bitfinex, body)
+    assert isinstance(source, Bitfinex)
+    product = Product("BTC-USDT", "tBTCUST", "online", True)  # type: ignore[arg-type]
+    page = source.fetch_after(product, "1710327651000")
+    assert page.next_cursor == "1710327651446"  # the next page starts AT the last trade's ms
+    assert not page.dense_ids  # venue-wide ids: no gap detection
+    rows = _unify(tmp_path, source, product, page.trades, "ms")
+    golden = [
+        # [1560452102, 1710327651446, 0.00019983, 73218]
+        # - tBTCUST: UST is Bitfinex's code for Tether -> "BTC-USDT";
+        # - AMOUNT +0.00019983 > 0: the TAKER bought (ccxt parses it as side "buy"), quantity
+        #   is its absolute value;
+        # - MTS 1710327651446 ms = 2024-03-13 11:00:51.446 UTC;
+        # - PRICE 73218 (a JSON integer) is the price.
+        _row("bitfinex", "BTC-USDT", "1560452102", "trade", "buy", 73218.0, 0.00019983,
+             "2024-03-13T11:00:51.446"),
+    ]
+    oracle = [_row("bitfinex", "BTC-USDT", str(r[0]), "trade", "buy" if r[2] > 0 else "sell", float(r[3]),
+                   abs(float(r[2])), from_us(r[1] * 1000).replace(tzinfo=None).isoformat()) for r in body]
+    _check(rows, golden, oracle)
+
+
+def test_bitfinex_sold_amounts_map_to_sell_and_their_absolute_value(tmp_path: Path) -> None:
+    # Not a recording: the recorded row is a buy. The docs' rule (AMOUNT < 0: the taker sold)
+    # on the same row with its sign flipped, in scientific notation as JSON allows.
+    body = [[1560452103, 1710327651447, -1.9983e-4, 73217.5]]
+    source = _source(Bitfinex, body)
+    product = Product("BTC-USDT", "tBTCUST", "online", True)  # type: ignore[arg-type]
+    page = source.fetch_after(product, "1710327651000")  # type: ignore[attr-defined]
+    (row,) = _unify(tmp_path, source, product, page.trades, "ms")
+    assert (row["side"], row["quantity"], row["price"]) == ("sell", 0.00019983, 73217.5)
+
+
+def test_bitfinex_pairs_recording_normalizes_both_forms() -> None:
+    pairs = recording("bitfinex/conf_pub-list-pair-exchange_2021-04-17_cryptofeed.json")
+    codes = [[["UST", "USDt"], ["UDC", "USDC"], ["AAA", "TESTAAA"], ["BBB", "TESTBBB"]]]
+    products = _source(Bitfinex, None, by_path={"/v2/conf/pub:list:pair:exchange": pairs,
+                                                "/v2/conf/pub:map:currency:sym": codes}).list_products()
+    by_native = {p.native_id: p.symbol for p in products}
+    assert by_native["tBTCUSD"] == "BTC-USD"
+    assert by_native["tBTCUST"] == "BTC-USDT"  # UST is Tether on Bitfinex
+    assert by_native["tAAVE:USD"] == "AAVE-USD"  # a code longer than three letters: BASE:QUOTE
+    assert by_native["tBTC:CNHT"] == "BTC-CNHT"
+    assert "tAAABBB" not in by_native  # test pairs are skipped
+    assert not [n for n in by_native if "TEST" in n]
+    assert len(products) == len(pairs[0]) - 3  # AAABBB, TESTBTC:TESTUSD, TESTBTC:TESTUSDT
+
+
+def test_bitfinex_code_map_recording_is_applied() -> None:
+    codes = recording("bitfinex/conf_pub-map-currency-sym_2020-09-18-or-earlier_oracle-suite.json")
+    pairs = [["BTCUST", "DSHUSD", "IOTBTC", "AAABBB"]]
+    products = _source(Bitfinex, None, by_path={"/v2/conf/pub:list:pair:exchange": pairs,
+                                                "/v2/conf/pub:map:currency:sym": codes}).list_products()
+    assert sorted(p.symbol for p in products) == ["BTC-USDT", "DASH-USD", "IOTA-BTC"]
+
+
+# -- OKX -------------------------------------------------------------------------------------
+
+
+def _okx_oracle(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_row("okx", r["instId"], r["tradeId"], "trade", r["side"], float(r["px"]), float(r["sz"]),
+                 from_us(int(r["ts"]) * 1000).replace(tzinfo=None).isoformat())
+            for r in sorted(records, key=lambda r: int(r["tradeId"]))]
+
+
+def test_okx_history_page_recording(tmp_path: Path) -> None:
+    body = recording("okx/trades_BTC-USDT_2025-05-12_nautilus.json")
+    source = _source(Okx, body)
+    assert isinstance(source, Okx)
+    product = Product("BTC-USDT", "BTC-USDT", "live", True)  # type: ignore[arg-type]
+    page = source.page_below(product, 734864334, 100)
+    assert [t.trade_id for t in page.trades] == [734864333, 734864332]  # newest first, as sent
+    rows = _unify(tmp_path, source, product, sorted(page.trades, key=lambda t: t.trade_id), None)
+    golden = [
+        # {"instId": "BTC-USDT", "side": "buy", "sz": "0.0000125", "px": "102537.9",
+        #  "tradeId": "734864332", "ts": "1747087161666"}
+        # - side is the TAKER's side (OKX docs; nautilus maps it straight to the aggressor);
+        # - ts 1747087161666 ms = 1,747,087,161 s = 2025-05-12 21:59:21 UTC, + .666;
+        # - sz "0.0000125" exactly.
+        _row("okx", "BTC-USDT", "734864332", "trade", "buy", 102537.9, 0.0000125,
+             "2025-05-12T21:59:21.666"),
+        # the newer one: a taker sell at 21:59:23.557
+        _row("okx", "BTC-USDT", "734864333", "trade", "sell", 102537.9, 0.00013669,
+             "2025-05-12T21:59:23.557"),
+    ]
+    _check(rows, golden, _okx_oracle(body["data"]))
+
+
+def test_okx_trade_recording(tmp_path: Path) -> None:
+    body = recording("okx/trades_BTC-USDT_limit1_2024-03-13_ccxt-static.json")
+    source = _source(Okx, body)
+    product = Product("BTC-USDT", "BTC-USDT", "live", True)  # type: ignore[arg-type]
+    head = source.newest(product)  # type: ignore[attr-defined]
+    assert (head.trade_id, head.time_us) == (497859870, 1710327658374000)
+    page = source.page_below(product, None, 1)  # type: ignore[attr-defined]
+    rows = _unify(tmp_path, source, product, page.trades, None)
+    # "side": "sell" (taker), "px": "73239.3", "sz": "0.0009478", "ts": "1710327658374" = 11:00:58.374
+    golden = [_row("okx", "BTC-USDT", "497859870", "trade", "sell", 73239.3, 0.0009478,
+                   "2024-03-13T11:00:58.374")]
+    _check(rows, golden, _okx_oracle(body["data"]))
+
+
+def test_okx_instruments_recording_normalizes_from_base_and_quote() -> None:
+    body = recording("okx/instruments_SPOT_2022-05-13_cryptofeed.json")
+    products = _source(Okx, body).list_products()
+    assert len(products) == len(body["data"]) == 513
+    by_native = {p.native_id: p for p in products}
+    assert by_native["BTC-USDT"].symbol == "BTC-USDT" and by_native["BTC-USDT"].tradable
+    assert all(p.symbol == f"{i['baseCcy']}-{i['quoteCcy']}".upper()
+               for p, i in zip(products, body["data"], strict=True))
+
+
+# -- Bybit -----------------------------------------------------------------------------------
+
+
+def test_bybit_archive_recording(tmp_path: Path) -> None:
+    """A whole real daily file: inspected as ingest does, mapped as the transform does."""
+    import gzip
+    from datetime import date
+
+    from schemahub.ingest import archived
+    from schemahub.sources.archive import Fetched, Period, inspect
+    from schemahub.sources.bybit_archive import BybitArchive
+    from schemahub.transform import archives
+    from tests.helpers import SHARED_FIXTURES
+
+    name = "bybit/spot-archive-trades_UNIUSDC_2025-05-17_rt-data.csv"
+    if not (SHARED_FIXTURES / name).exists():
+        pytest.skip(f"recording {name} is read from ../shared/fixtures (CC BY-NC), which is absent here")
+    text = (SHARED_FIXTURES / name).read_bytes()
+    path = tmp_path / "UNIUSDC_2025-05-17.csv.gz"
+    path.write_bytes(gzip.compress(text, mtime=0))
+    archive = BybitArchive(None)  # type: ignore[arg-type]  # (no download here)
+    period = Period(date(2025, 5, 17), "daily")
+    layout = archive.layouts["trades"]
+    base = archive.id_base(period)
+    facts = inspect(path, path.name, layout, period, base)
+    # 219 rows numbered 1..219 without a gap, ms times inside the UTC day, a header with `rpi`
+    assert (facts.rows, facts.header, facts.time_unit, facts.missing) == (219, True, "ms", [])
+    assert (facts.first_id, facts.last_id) == (20250517000000001, 20250517000000219)
+    fetched = Fetched(period, "trades", path.name, "https://public.bybit.com/spot/UNIUSDC/" + path.name, path,
+                      "0" * 64, path.stat().st_size, FETCHED)
+    assert facts.first_time_us is not None and facts.last_time_us is not None
+    segment = next(archived.segments(facts, base, 20250517000000219))
+    product = Product("UNI-USDC", "UNIUSDC", "Trading", True)  # type: ignore[arg-type]
+    times = {20250517000000001: facts.first_time_us, 20250517000000219: facts.last_time_us}
+    header = archived.coverage_header(
+        fetched, facts, "raw/x", segment, exchange="bybit", product=product, endpoint="trades",
+        mapping="trades", times=times, writer=files.WriterMeta(run_id="t", owner="t", lease_token=1),
+        id_base=base, named_columns=True)
+    raw_file = RawFile(0, "raw/x", str(path), "bybit", "UNI-USDC", "trades", segment.after_id,
+                       segment.through_id, FETCHED.isoformat(), segment.trades, "ms", header)
+    mapping = packaged("bybit", "trades")
+    rows = [row for part in archives.tables(path, header, mapping)
+            for row in engine.apply(mapping, archives.with_context(part, raw_file)).table.to_pylist()]
+    golden = [
+        # "1,1747442146179,6.016,0.76,sell,0": row 1 of 2025-05-17 -> id 20250517 x 10^9 + 1, derived;
+        # 1747442146179 ms = 2025-05-17 00:35:46.179 UTC; `sell` is the taker's side.
+        _row("bybit", "UNI-USDC", "20250517000000001", "derived", "sell", 6.016, 0.76,
+             "2025-05-17T00:35:46.179"),
+        # "2,1747442146179,6,0.65,sell,0": same millisecond, price written without decimals
+        _row("bybit", "UNI-USDC", "20250517000000002", "derived", "sell", 6.0, 0.65,
+             "2025-05-17T00:35:46.179"),
+    ]
+    lines = text.decode().splitlines()[1:]
+    oracle = [_row("bybit", "UNI-USDC", str(20250517 * 10**9 + int(c[0])), "derived", c[4], float(c[2]),
+                   float(c[3]), from_us(int(c[1]) * 1000).replace(tzinfo=None).isoformat())
+              for c in (line.split(",") for line in lines)]
+    _check(sorted(rows, key=lambda r: int(r["trade_id"])), golden, oracle)
+    assert len(rows) == 219
+
+
+def test_bybit_instruments_recording_normalizes_from_base_and_quote_coins() -> None:
+    body = recording("bybit/instruments-info_spot_BTCUSDT-ETHUSDT_2023-09-14_nautilus-trimmed.json")
+    products = _source(Bybit, body).list_products()
+    assert [(p.symbol, p.native_id, p.status, p.tradable) for p in products] == [
+        ("BTC-USDT", "BTCUSDT", "Trading", True), ("ETH-USDT", "ETHUSDT", "Trading", True)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from schemahub.simulator.server import Faults
 from tests.conftest import SimFactory
@@ -101,3 +102,97 @@ def test_kraken_simulator_errors_arrive_in_the_error_array(make_sim: SimFactory)
     sim = make_sim(exchange="kraken")
     unknown = _get(sim.url, "/0/public/Trades", pair="NOPEUSD")
     assert unknown.status_code == 200 and unknown.json()["error"] == ["EQuery:Unknown asset pair"]
+
+
+def test_bitfinex_simulator_matches_the_recordings(make_sim: SimFactory) -> None:
+    sim = make_sim(exchange="bitfinex")
+    recorded = recording("bitfinex/trades_tBTCUST_limit1_2024-03-13_ccxt-static.json")
+    newest = _get(sim.url, "/v2/trades/tBTCUST/hist", limit=1, sort=-1).json()
+    assert_shaped_like(newest, recorded)  # [[ID int, MTS int, AMOUNT float, PRICE int]] ...
+    page = _get(sim.url, "/v2/trades/tBTCUSD/hist", start=0, limit=10_000, sort=1).json()
+    for row in page:  # ... and every row: ints for ID and MTS, numbers for AMOUNT and PRICE
+        assert len(row) == 4 and all(isinstance(v, int) for v in row[:2])
+        assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in row[2:]) and row[2] != 0
+    times = [row[1] for row in page]
+    assert times == sorted(times) and len(set(times)) < len(times)  # sort=1: oldest first; ms shared
+    assert page[0][1] >= 0 and _get(sim.url, "/v2/trades/tBTCUSD/hist", start=times[-1], limit=10_000,
+                                    sort=1).json()[0][1] == times[-1]  # `start` is inclusive
+    pairs = _get(sim.url, "/v2/conf/pub:list:pair:exchange").json()
+    assert_shaped_like(pairs, recording("bitfinex/conf_pub-list-pair-exchange_2021-04-17_cryptofeed.json"))
+    assert "AAABBB" in pairs[0] and "DOGE:USD" in pairs[0]  # test pairs and the colon form, as listed
+    codes = _get(sim.url, "/v2/conf/pub:map:currency:sym").json()
+    assert ["UST", "USDt"] in codes[0]
+
+
+def test_bitfinex_simulator_throttles_in_both_known_forms(make_sim: SimFactory) -> None:
+    # ccxt#6384: HTTP 429 ["error", 11010, "ratelimit: error"]; ccxt#18600: HTTP 500
+    # ["error", null, "ERR_RATE_LIMIT"].
+    sim = make_sim(exchange="bitfinex", faults=Faults(rate_limit=True, rate=0.001, burst=1))
+    assert _get(sim.url, "/v2/trades/tBTCUSD/hist", limit=1).status_code == 200
+    answers = [_get(sim.url, "/v2/trades/tBTCUSD/hist", limit=1) for _ in range(2)]
+    assert {(a.status_code, str(a.json())) for a in answers} == {
+        (429, "['error', 11010, 'ratelimit: error']"), (500, "['error', None, 'ERR_RATE_LIMIT']")}
+    assert _get(sim.url, "/v2/trades/tNOPE/hist").json()[0] == "error"
+
+
+def test_okx_simulator_matches_the_recordings(make_sim: SimFactory) -> None:
+    sim = make_sim(exchange="okx")
+    recorded = recording("okx/trades_BTC-USDT_2025-05-12_nautilus.json")
+    page = _get(sim.url, "/api/v5/market/history-trades", instId="BTC-USDT", type=1, limit=100).json()
+    assert_shaped_like(page, recorded)  # same keys in the same order, every value a string
+    ids = [int(t["tradeId"]) for t in page["data"]]
+    assert len(ids) == 100 and ids == sorted(ids, reverse=True)  # newest first
+    older = _get(sim.url, "/api/v5/market/history-trades", instId="BTC-USDT", type=1, limit=100,
+                 after=ids[-1]).json()["data"]
+    assert int(older[0]["tradeId"]) < ids[-1]  # `after` = older than the id
+    instruments = _get(sim.url, "/api/v5/public/instruments", instType="SPOT").json()
+    recorded_instruments = recording("okx/instruments_SPOT_2022-05-13_cryptofeed.json")
+    assert_shaped_like(instruments, recorded_instruments)
+
+
+def test_okx_simulator_throttles_with_code_50011(make_sim: SimFactory) -> None:
+    sim = make_sim(exchange="okx", faults=Faults(rate_limit=True, rate=0.001, burst=1))
+    assert _get(sim.url, "/api/v5/market/history-trades", instId="BTC-USDT").json()["code"] == "0"
+    throttled = _get(sim.url, "/api/v5/market/history-trades", instId="BTC-USDT")
+    assert throttled.status_code == 429 and throttled.json()["code"] == "50011"
+    sim = make_sim(exchange="okx")
+    unknown = _get(sim.url, "/api/v5/market/history-trades", instId="NOPE-USDT")
+    assert unknown.json()["code"] == "51001"
+
+
+def test_bybit_simulator_matches_the_recordings(make_sim: SimFactory) -> None:
+    import gzip
+
+    from tests.helpers import SHARED_FIXTURES
+
+    sim = make_sim(exchange="bybit")
+    instruments = _get(sim.url, "/v5/market/instruments-info", category="spot").json()
+    recorded = recording("bybit/instruments-info_spot_BTCUSDT-ETHUSDT_2023-09-14_nautilus-trimmed.json")
+    # (the recording's envelope is trimmed: compare the instruments, and the envelope's types)
+    assert_shaped_like(instruments["result"]["list"], recorded["result"]["list"])
+    assert isinstance(instruments["retCode"], int) and isinstance(instruments["time"], int)
+    recent = _get(sim.url, "/v5/market/recent-trade", category="spot", symbol="BTCUSDT").json()
+    assert_shaped_like(recent, recording("bybit/recent-trade_spot_BTCUSDT_testnet_2023-12-23_rbot.json"))
+    # the archive: the real file's header and row shapes (LF, lowercase sides, ids from 1)
+    name = "bybit/spot-archive-trades_UNIUSDC_2025-05-17_rt-data.csv"
+    if not (SHARED_FIXTURES / name).exists():
+        pytest.skip(f"recording {name} is read from ../shared/fixtures (CC BY-NC), which is absent here")
+    real = (SHARED_FIXTURES / name).read_bytes().decode().splitlines()
+    served = gzip.decompress(_get(sim.url, "/spot/BTCUSDT/BTCUSDT_2026-11-18.csv.gz").content).decode()
+    lines = served.splitlines()
+    assert lines[0] == real[0] == "id,timestamp,price,volume,side,rpi"
+    for mine, theirs in zip(lines[1:4], real[1:4], strict=True):
+        a, b = mine.split(","), theirs.split(",")
+        assert len(a) == len(b) and a[0].isdigit() and len(a[1]) == len(b[1]) == 13
+        assert a[4] in ("buy", "sell")
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, len(lines)))
+    index = _get(sim.url, "/spot/BTCUSDT/").text
+    assert 'href="BTCUSDT_2026-11-18.csv.gz"' in index
+
+
+def test_bybit_simulator_bans_over_the_limit_with_403(make_sim: SimFactory) -> None:
+    # Bybit's docs: over the IP limit "403 access too frequent", and a wait of 10+ minutes.
+    sim = make_sim(exchange="bybit", faults=Faults(rate_limit=True, rate=0.001, burst=1))
+    assert _get(sim.url, "/v5/market/instruments-info", category="spot").json()["retCode"] == 0
+    banned = _get(sim.url, "/v5/market/instruments-info", category="spot")
+    assert banned.status_code == 403 and banned.text == "access too frequent"

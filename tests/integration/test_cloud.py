@@ -51,7 +51,8 @@ def _mid_product(lake: LakeRef, pid: int) -> bool:
 def test_three_workers_split_ten_products_and_survive_a_kill(s3_lake: LakeRef, make_sim: SimFactory) -> None:
     sim = make_sim(products=TEN, faults=Faults(rate_limit=False, latency_s=0.2))
     symbols = [p.symbol for p in TEN]
-    env = cli_env(sim, s3_lake, SCHEMAHUB_LOCK_TTL="4")
+    # One raw file per page (no gathering): the kill must land between files of a product.
+    env = cli_env(sim, s3_lake, SCHEMAHUB_LOCK_TTL="4", SCHEMAHUB_RAW_FILE_TRADES="0")
     args = cli_args("ingest", "--products", ",".join(symbols), "--since", "2020-01-01", "--rate", "1000",
                     "--workers", "2", "--chunk-concurrency", "2", "--lock-wait", "60", "--json",
                     "--lake", s3_lake.url)

@@ -48,7 +48,8 @@ def _content(lake: LakeLike, symbol: str) -> dict[str, list[bytes]]:
 def test_sigkill_at_random_moments_converges_to_the_same_raw_content(tmp_path: Path, lake: LakeRef,
                                                                     make_sim: SimFactory) -> None:
     sim = make_sim(faults=Faults(rate_limit=False, latency_s=0.01))
-    env = cli_env(sim, lake)
+    # One page per raw file on both lakes, so files compare one to one (coalescing: below).
+    env = cli_env(sim, lake, SCHEMAHUB_RAW_FILE_TRADES="0")
     reference, crashed = tmp_path / "reference", lake
     clean = run_cli(*_ingest_args(reference), env=env)
     assert clean.returncode == 0, clean.stderr
@@ -130,3 +131,30 @@ def test_a_second_run_of_the_same_job_exits_while_the_first_is_active(lake: Lake
     assert first.returncode == 0
     assert second.returncode == 3, second.stderr
     assert "run/hourly/coinbase is held by" in second.stderr
+
+
+def test_an_object_store_lake_gathers_pages_into_bigger_files_and_survives_sigkill(
+        s3_lake: LakeRef, make_sim: SimFactory) -> None:
+    sim = make_sim(faults=Faults(rate_limit=False, latency_s=0.01))
+    env = cli_env(sim, s3_lake, SCHEMAHUB_RAW_FILE_TRADES="5000")
+    rng = random.Random(20261130)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(cli_args(*_ingest_args(s3_lake)), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        target = rng.randint(1, 4)
+        while _count_raw(s3_lake) < target * (kills + 1) and proc.poll() is None:
+            time.sleep(0.002)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+    final = run_cli(*_ingest_args(s3_lake), env=env)
+    assert final.returncode == 0, final.stderr
+    assert kills >= 2, "the runs finished before they could be killed; slow the simulator down"
+    for symbol in PRODUCTS:
+        assert_lake_matches_truth(s3_lake, sim, symbol)
+        files = raw_files(s3_lake, symbol)
+        trades = sum(header.trade_count for _, header, _ in files)
+        # About 5,000 trades a file (5 pages), not 1,000: a file per page would be 5x as many.
+        assert len(files) <= trades / 5000 + 1 + kills, [header.trade_count for _, header, _ in files]

@@ -123,8 +123,10 @@ def test_concurrent_transforms_commit_exactly_once(lake: LakeRef, sim: Simulator
         t.join()
     assert errors == []
     assert_table_matches_truth(lake, sim, PRODUCTS)
-    written = sorted(r.rows_written for r in reports)  # type: ignore[attr-defined]
-    assert written[-1] == len(table_rows(lake)) and sum(written) == written[-1]
+    # The transforms may share the products (each leases what it commits) or one may take them
+    # all: either way every row is written by exactly one of them.
+    written = [r.rows_written for r in reports]  # type: ignore[attr-defined]
+    assert sum(written) == len(table_rows(lake))
 
 
 def test_dry_run_writes_nothing(lake: LakeRef, sim: Simulator) -> None:

@@ -53,6 +53,11 @@ def test_the_packaged_coinbase_mapping_is_valid() -> None:
     (GOOD + "  volume: {path: v, type: decimal}\n", 14, "unknown column(s): volume"),
     (GOOD.replace("fields:", "fields: [oops"), 5, "not valid YAML"),
     (GOOD.replace("exchange: coinbase\n", "exchange: ../x\n", 1), 2, "invalid exchange name"),
+    (GOOD.replace("map: {buy: sell, sell: buy}", "sign: {positive: buy}"), 9,
+     "names both positive and negative"),
+    (GOOD.replace("{path: price, type: decimal}", "{path: price, type: decimal, sign: {positive: a}}"),
+     10, "sign applies to string fields"),
+    (GOOD.replace("map: {buy: sell, sell: buy}", "absolute: true"), 9, "absolute applies to decimal fields"),
 ])
 def test_invalid_mappings_name_file_and_line(text: str, line: int | None, message: str) -> None:
     with pytest.raises(MappingError) as info:
@@ -102,6 +107,22 @@ def test_every_time_format() -> None:
         (row,) = engine.apply(mapping, raw).table.to_pylist()
         expected = 710000 if fmt == "epoch_ms" else 710679
         assert row["trade_ts"] == datetime(2024, 3, 13, 11, 0, 17, expected, tzinfo=UTC), fmt
+
+
+def test_a_side_from_a_sign_and_a_quantity_from_its_absolute_value() -> None:
+    text = GOOD.replace("{path: side, type: string, map: {buy: sell, sell: buy}}",
+                        "{path: size, type: string, sign: {positive: buy, negative: sell}}")
+    text = text.replace("{path: size, type: decimal}", "{path: size, type: decimal, absolute: true}")
+    mapping = parse_mapping(text, "x.yaml")
+    raw = _raw(trade_id=["1", "2", "3"], price=["1", "1", "1"], size=["0.5", "-1.9983e-4", "0"],
+               trade_ts=["2024-03-13T11:00:17Z"] * 3)
+    raw = raw.set_column(0, "file_id", pa.array([1, 1, 2], pa.int32()))
+    raw = raw.append_column("src.side", raw["src.size"]).rename_columns(
+        ["src.quantity" if n == "src.size" else n for n in raw.column_names] + ["src.side"])
+    applied = engine.apply(mapping, raw)
+    rows = applied.table.to_pylist()
+    assert [(r["side"], r["quantity"]) for r in rows] == [("buy", 0.5), ("sell", 0.00019983)]
+    assert applied.rejected[2].describe().endswith("side '0' is not a non-zero signed number")
 
 
 def test_a_file_with_a_bad_row_is_rejected_whole_with_its_first_problem() -> None:

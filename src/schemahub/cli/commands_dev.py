@@ -34,6 +34,9 @@ def simulate(
         min=1, help="Binance: request weight per minute per IP (default 6000).")] = None,
     history_scale: Annotated[float, typer.Option(
         min=0.001, help="Multiply every product's history (trades existing at start).")] = 1.0,
+    history_days: Annotated[float | None, typer.Option(
+        min=0.001, help="Spread every product's history over this many days before now (slower "
+                        "trading): days long past, for bulk archives and backfills.")] = None,
 ) -> None:
     """Serve a simulated exchange over HTTP until interrupted (prints its URL first)."""
     from dataclasses import replace
@@ -48,6 +51,8 @@ def simulate(
                     truncate_rate=truncate_rate, reset_rate=reset_rate, rate_limit=rate_limit,
                     **limits)  # type: ignore[arg-type]
     specs = [replace(p, history=max(1, int(p.history * history_scale))) for p in api.default_products]
+    if history_days is not None:
+        specs = [replace(p, trades_per_s=p.history / (history_days * 86400)) for p in specs]
     try:
         sim = Simulator(exchange, specs, seed=seed, host=host, port=port, faults=faults)
     except OSError as exc:

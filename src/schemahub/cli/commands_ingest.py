@@ -51,8 +51,9 @@ def ingest(
         help="Where history starts: ISO time or a duration ago (6h, 2d). A new product starts there "
              "(default 24h ago); a product whose history starts later is extended back to it.")] = None,
     source: Annotated[SourceChoice, typer.Option(
-        help="auto: bulk archives for whole published days where the exchange has them (Binance), "
-             "REST for the rest; archive: archives only (REST just for their seams); rest: REST only.",
+        help="auto: bulk archives for whole published days where the exchange has them (Binance, "
+             "OKX), REST for the rest; archive: archives only (REST just for their seams); rest: REST "
+             "only. Bybit has no REST history: its archive is always used.",
         case_sensitive=False)] = SourceChoice.AUTO,
     workers: Annotated[int | None, typer.Option(min=1, help="Products in parallel.")] = None,
     chunk_concurrency: Annotated[int | None, typer.Option(

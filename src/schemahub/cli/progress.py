@@ -183,8 +183,10 @@ class TerminalStage:
         self._progress.stop()
 
     def start(self, total: int | None) -> None:
+        """``total`` more to do (a transform calls it once per round)."""
         if self._task is not None:
-            self._progress.update(self._task, total=total)
+            done = self._progress.tasks[0].completed if self._progress.tasks else 0
+            self._progress.update(self._task, total=None if total is None else done + total)
 
     def advance(self, done: int, rows: int) -> None:
         self._rows += rows
@@ -217,8 +219,10 @@ class LogStage:
             self._line()
 
     def start(self, total: int | None) -> None:
-        self._total = total
-        self._started = self._last = time.monotonic()
+        """``total`` more to do (a transform calls it once per round)."""
+        if self._total is None and not self._done:
+            self._started = self._last = time.monotonic()
+        self._total = None if total is None else self._done + total
 
     def advance(self, done: int, rows: int) -> None:
         self._done += done

@@ -77,6 +77,11 @@ class ClientConfig:
     """A response header with the weight this IP used in the current minute (Binance)."""
     weight_per_minute: int | None = None
     """The exchange's weight budget per minute; near it, every thread waits for the next minute."""
+    ban_answer: tuple[int, str, float] | None = None
+    """(status, body text, seconds) of the venue's "this IP is banned" answer besides 418."""
+    throttle_texts: tuple[str, ...] = ()
+    """Error texts that mean "throttled" whatever the status (Bitfinex sends ERR_RATE_LIMIT
+    with HTTP 500): such an answer is a 429, not a server error."""
 
 
 @dataclass(frozen=True)
@@ -340,12 +345,17 @@ class ExchangeClient:
         status = response.status_code
         if status >= 400 and not response.is_closed:
             response.read()
+        ban = self.config.ban_answer
+        if ban is not None and status == ban[0] and ban[1].encode() in response.content[:512].lower():
+            raise ExchangeBanned(f"{self.exchange} answered {status} (IP banned for {ban[2]:.0f}s): "
+                                 f"{_error_text(response)}", exchange=self.exchange, url=url,
+                                 banned_for=ban[2])
         if status == 418:
             banned_for = parse_retry_after(response.headers.get("Retry-After"))
             raise ExchangeBanned(f"{self.exchange} answered 418 (IP banned for {banned_for or '?'}s): "
                                  f"{_error_text(response)}", exchange=self.exchange, url=url,
                                  banned_for=banned_for)
-        if status == 429:
+        if status == 429 or (status >= 400 and self._throttle_text(response)):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise RateLimited(f"{self.exchange} rate limit hit (429): {_error_text(response)}",
                               exchange=self.exchange, url=url, retry_after=retry_after)
@@ -356,6 +366,10 @@ class ExchangeClient:
         if status >= 400:
             raise ExchangeRejected(f"{self.exchange} rejected {url} with {status}: {_error_text(response)}",
                                    exchange=self.exchange, url=url, status=status)
+
+    def _throttle_text(self, response: httpx.Response) -> bool:
+        texts = self.config.throttle_texts
+        return bool(texts) and any(text.encode() in response.content[:512] for text in texts)
 
     def _watch_weight(self, response: httpx.Response) -> None:
         """Near the minute's weight budget (ours plus anyone's on this IP), wait it out."""

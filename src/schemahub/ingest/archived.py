@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from schemahub.errors import ArchiveError, Interrupted, SchemahubError
@@ -86,6 +86,8 @@ class _Outcome:
 RestFill = Callable[[int, int], None]
 """Fetch ids (lo, hi] from REST and commit them (the seam between files, or a hole in one)."""
 Commit = Callable[[list[ChunkOutcome], int], None]
+FileDone = Callable[[Period, int], None]
+"""A file was taken whole (its ids covered through the second argument)."""
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,18 @@ class ArchiveJob:
     sink: ProductSink
     rest_fill: RestFill
     commit: Commit
+    file_done: FileDone | None = None
 
 
-def fill(job: ArchiveJob, after_id: int, until_id: int | None, first_day: date, last_day: date) -> int:
-    """Cover ids after ``after_id`` from the archive files of [first_day, last_day]; returns the
-    last id covered (``after_id`` when no file was published)."""
+def fill(job: ArchiveJob, after_id: int, until_id: int | None, first_day: date, last_day: date,
+         days: set[date] | None = None) -> int:
+    """Cover ids after ``after_id`` from the archive files of [first_day, last_day] (only ``days``
+    when the host listed them); returns the last id covered (``after_id`` when none was published)."""
     sink = job.sink
-    pending = deque(plan_periods(first_day, last_day, monthly=job.archive.monthly))
+    if job.archive.layouts[job.dataset].utc_offset_h > 0:
+        last_day += timedelta(days=1)  # the venue's next day holds the end of this UTC day
+    planned = plan_periods(first_day, last_day, monthly=job.archive.monthly)
+    pending = deque(p for p in planned if days is None or p.start in days)
     cursor = after_id
     pool = ThreadPoolExecutor(PREFETCH, thread_name_prefix=f"archive-{sink.state.product.symbol}")
     inflight: dict[Period, Future[_Outcome]] = {}
@@ -127,6 +134,8 @@ def fill(job: ArchiveJob, after_id: int, until_id: int | None, first_day: date, 
                 cursor = _commit_file(job, outcome.downloaded, cursor, until_id)
             finally:
                 outcome.downloaded.release()
+            if job.file_done is not None and not sink.stop.stopped:
+                job.file_done(period, cursor)
     finally:
         for future in inflight.values():
             future.cancel()
@@ -138,6 +147,19 @@ def fill(job: ArchiveJob, after_id: int, until_id: int | None, first_day: date, 
 
 
 def _download(job: ArchiveJob, period: Period) -> _Outcome:
+    # Without a published checksum a damaged transfer only shows at inspection (a CRC or a
+    # parse error): such a file is fetched once more before it counts as broken.
+    attempts = 1 if job.archive.checksums else 2
+    for attempt in range(1, attempts + 1):
+        outcome = _download_once(job, period)
+        if not isinstance(outcome.error, ArchiveError) or attempt == attempts:
+            return outcome
+        log.info("%s: archive file for %s failed inspection (%s); fetching it again",
+                 job.sink.state.product.symbol, period.label, outcome.error)
+    raise AssertionError("unreachable")
+
+
+def _download_once(job: ArchiveJob, period: Period) -> _Outcome:
     sink = job.sink
     spool = contextlib.ExitStack()
     try:
@@ -147,7 +169,8 @@ def _download(job: ArchiveJob, period: Period) -> _Outcome:
         if fetched is None:
             spool.close()
             return _Outcome(period)
-        facts = inspect(fetched.path, fetched.filename, job.archive.layouts[job.dataset], period)
+        facts = inspect(fetched.path, fetched.filename, job.archive.layouts[job.dataset], period,
+                        job.archive.id_base(period))
         return _Outcome(period, Downloaded(fetched, facts, spool))
     except SchemahubError as exc:
         spool.close()
@@ -188,12 +211,14 @@ def _commit_file(job: ArchiveJob, got: Downloaded, cursor: int, until_id: int | 
         if segment.after_id > cursor:  # ids the file leaves out: REST has them, or nobody does
             job.rest_fill(cursor, segment.after_id)
         stored_zip = stored_zip or job.sink.store_archive(got.fetched)
-        times = segment_times(job.archive.layouts[job.dataset], got.fetched, facts, segment)
+        layout, id_base = job.archive.layouts[job.dataset], job.archive.id_base(got.fetched.period)
+        times = segment_times(layout, got.fetched, facts, segment, id_base)
         header = coverage_header(got.fetched, facts, stored_zip, segment,
                                  exchange=job.sink.state.report.exchange, product=job.sink.state.product,
                                  endpoint=job.endpoint,
                                  mapping=job.archive.mappings[job.dataset], times=times,
-                                 writer=job.sink.writer())
+                                 writer=job.sink.writer(), id_base=id_base,
+                                 named_columns=layout.named_columns)
         outcome = job.sink.write_coverage(header)
         job.sink.note(outcome, segment.through_id - segment.after_id)
         job.commit([outcome], segment.through_id)
@@ -224,7 +249,8 @@ def _segment(after_id: int, through_id: int) -> Segment:
 
 def coverage_header(fetched: Fetched, facts: CsvFacts, zip_key: str, segment: Segment, *, exchange: str,
                     product: Product, endpoint: str, mapping: str, times: dict[int, int],
-                    writer: files.WriterMeta) -> files.RawHeader:
+                    writer: files.WriterMeta, id_base: int = 0,
+                    named_columns: bool = False) -> files.RawHeader:
     """The coverage record of one stretch of a stored archive file."""
     missing = [(max(a, segment.after_id + 1), min(b, segment.through_id)) for a, b in facts.missing
                if a <= segment.through_id and b > segment.after_id]
@@ -238,10 +264,12 @@ def coverage_header(fetched: Fetched, facts: CsvFacts, zip_key: str, segment: Se
             key=zip_key, url=fetched.url, filename=fetched.filename, sha256=fetched.sha256, size=fetched.size,
             dataset=fetched.dataset, mapping=mapping, period=fetched.period.label, header_row=facts.header,
             rows=facts.rows, file_first_id=facts.first_id or 0, file_last_id=facts.last_id or 0,
-            in_order=facts.in_order, duplicates=facts.duplicates))
+            in_order=facts.in_order, duplicates=facts.duplicates, id_base=id_base,
+            named_columns=named_columns))
 
 
-def segment_times(job_layout: CsvLayout, got: Fetched, facts: CsvFacts, segment: Segment) -> dict[int, int]:
+def segment_times(job_layout: CsvLayout, got: Fetched, facts: CsvFacts, segment: Segment,
+                  id_base: int = 0) -> dict[int, int]:
     """The times (µs) of a stretch's first and last trades: from the inspection at the file's
     ends, otherwise from one more pass over the file."""
     known = {}
@@ -251,7 +279,7 @@ def segment_times(job_layout: CsvLayout, got: Fetched, facts: CsvFacts, segment:
         known[facts.last_id] = facts.last_time_us
     wanted = {segment.first_id, segment.last_id} - set(known)
     if wanted:
-        known.update(lookup_times(got.path, got.filename, job_layout, got.period, wanted))
+        known.update(lookup_times(got.path, got.filename, job_layout, got.period, wanted, id_base))
     if not {segment.first_id, segment.last_id} <= set(known):
         raise ArchiveError(f"{got.filename}: no row with id {segment.first_id} or {segment.last_id}")
     return known

@@ -33,9 +33,9 @@ from schemahub.infra.checkpoints import Backfill
 from schemahub.ingest import archived
 from schemahub.ingest.plan import Chunk, Contiguity, DownwardContiguity, plan_chunks, plan_chunks_down
 from schemahub.ingest.report import Status
-from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions, ProductSink
+from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions, PendingWrite, ProductSink
 from schemahub.sources.archive import ArchiveSource
-from schemahub.sources.base import IdPagedSource, TradeRef
+from schemahub.sources.base import IdPagedSource, RawTrade, RequestRecord, TradeRef
 from schemahub.timeutil import from_us, now_us, to_us
 
 _POLL_S = 0.1
@@ -219,17 +219,24 @@ def _run_chunks(source: IdPagedSource, sink: ProductSink, tracker: _Tracker, chu
     failure: SchemahubError | None = None
     last_commit = time.monotonic()
 
+    coalescer = _Coalescer(sink, commit, options) if options.file_trades > 0 else None
+
     def completed(chunk: Chunk, outcome: ChunkOutcome) -> None:
         tracker.complete(chunk, outcome)
         sink.note(outcome, chunk.size)
 
     def fetch(chunk: Chunk) -> ChunkOutcome:
         fetched = source.fetch_range(sink.state.product, chunk.lo, chunk.hi, sink.state.report.stats)
-        return sink.write(fetched.trades, chunk.lo, chunk.hi, fetched.missing_ranges(), fetched.requests)
+        missing = fetched.missing_ranges()
+        if coalescer is not None:
+            return coalescer.pending(source, fetched.trades, missing, fetched.requests)
+        return sink.write(fetched.trades, chunk.lo, chunk.hi, missing, fetched.requests)
 
-    def advance() -> None:
+    def advance(final: bool = False) -> None:
         ready = tracker.advance()
-        if ready:
+        if coalescer is not None:
+            coalescer.add(ready, final)
+        elif ready:
             commit([outcome for _, outcome in ready], tracker.watermark)
 
     pool = ThreadPoolExecutor(limit, thread_name_prefix=f"fetch-{sink.state.product.symbol}")
@@ -261,10 +268,69 @@ def _run_chunks(source: IdPagedSource, sink: ProductSink, tracker: _Tracker, chu
             if time.monotonic() - last_commit >= options.commit_interval_s:
                 advance()
                 last_commit = time.monotonic()
-        advance()
+        advance(final=True)
     finally:
         # On a stop, chunks still in flight are abandoned: their requests end on their own
         # (the client refuses to go on) and whatever they write stays uncommitted.
         pool.shutdown(wait=not sink.stop.stopped, cancel_futures=True)
     if failure is not None:
         raise failure
+
+
+class _Coalescer:
+    """Contiguous completed chunks, gathered into one raw file of about ``file_trades`` trades.
+
+    On an object store every raw file is a PUT (and a GET for the transform): a thousand
+    trades per file would make the store, not the exchange, the limit. The watermark moves
+    only once the file holding the chunks exists; a crash before loses nothing but the
+    fetching (the chunks are fetched again).
+    """
+
+    def __init__(self, sink: ProductSink, commit: Callable[[list[ChunkOutcome], int], None],
+                 options: IngestOptions) -> None:
+        self.sink, self.commit = sink, commit
+        self.target, self.max_age = options.file_trades, options.file_age_s
+        self.waiting: list[tuple[Chunk, ChunkOutcome]] = []
+        self.trades = 0
+        self.since = 0.0
+
+    @staticmethod
+    def pending(source: IdPagedSource, trades: list[RawTrade], missing: list[tuple[int, int]],
+                requests: list[RequestRecord]) -> ChunkOutcome:
+        """A fetched chunk that waits to be written (what the report and progress need, meanwhile)."""
+        waiting = PendingWrite(trades, requests)
+        if not trades:
+            return ChunkOutcome(None, 0, None, None, None, None, missing, pending=waiting)
+        first, last = trades[0], trades[-1]
+        return ChunkOutcome(None, len(trades), first.trade_id, last.trade_id,
+                            source.trade_time_us(first.record), source.trade_time_us(last.record), missing,
+                            pending=waiting)
+
+    def add(self, ready: list[tuple[Chunk, ChunkOutcome]], final: bool) -> None:
+        for chunk, outcome in ready:
+            if outcome.pending is None:  # adopted from a crashed run: already a file of its own
+                self.flush()
+                self.commit([outcome], chunk.hi)
+                continue
+            if not self.waiting:
+                self.since = time.monotonic()
+            self.waiting.append((chunk, outcome))
+            self.trades += outcome.trades
+        old = bool(self.waiting) and time.monotonic() - self.since >= self.max_age
+        if final or old or self.trades >= self.target:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        lo, hi = self.waiting[0][0].lo, self.waiting[-1][0].hi
+        pending = [outcome.pending for _, outcome in self.waiting if outcome.pending is not None]
+        trades = [trade for p in pending for trade in p.trades]
+        missing = [gap for _, outcome in self.waiting for gap in outcome.missing]
+        requests = [request for p in pending for request in p.requests]
+        written = self.sink.write(trades, lo, hi, missing, requests)
+        report = self.sink.state.report
+        report.files_written += int(written.key is not None)
+        report.raw_bytes += written.raw_bytes
+        self.waiting, self.trades = [], 0
+        self.commit([written], hi)

@@ -50,6 +50,8 @@ def client_config(settings: Settings, cls: type[TradeSource], *, rate: float | N
                           else cls.rate_limit_pause),
         headers=cls.request_headers,
         used_weight_header=cls.used_weight_header,
+        throttle_texts=cls.throttle_texts,
+        ban_answer=cls.ban_answer,
         weight_per_minute=None if unlimited else cls.weight_per_minute,
         retry=RetryPolicy(max_attempts=settings.retry.max_attempts, base=settings.retry.base,
                           cap=settings.retry.cap),

@@ -32,7 +32,7 @@ from schemahub.errors import ConfigError, CorruptState, Interrupted, LockHeld, S
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, GapLogStore, Stored
 from schemahub.infra.locks import Lease, LeaseKeeper, LockBackend, new_owner_id
 from schemahub.infra.storage import Storage
-from schemahub.ingest import chunked, sequential
+from schemahub.ingest import chunked, daily, sequential
 from schemahub.ingest.plan import Chunk, count_chunks
 from schemahub.ingest.report import IngestReport, NullProgress, ProductReport, Progress, Status
 from schemahub.ingest.run import ActiveProduct, ChunkOutcome, IngestOptions
@@ -40,6 +40,7 @@ from schemahub.raw import files
 from schemahub.raw.layout import RawKey, archive_key, parse_key, product_prefix
 from schemahub.sources.archive import ArchiveSource, Fetched
 from schemahub.sources.base import (
+    ArchiveOnlySource,
     CursorPagedSource,
     IdPagedSource,
     Product,
@@ -137,6 +138,16 @@ class Ingestor:
             if cp is not None and cp.value.last_trade_time is not None:
                 since = to_us(cp.value.last_trade_time)
             item.planned_requests = self.source.estimate_pages(product, since, item.stats)
+        elif isinstance(self.source, ArchiveOnlySource) and self.archive is not None:
+            # the folder's index, then one file a listed day up to yesterday's
+            next_day = cp.value.cursor if cp is not None and cp.value.cursor else None
+            day = date.fromisoformat(next_day) if next_day else from_us(self.since_us(options)).date()
+            yesterday = datetime.now(UTC).date() - timedelta(days=1)
+            dataset = self.archive.dataset_for(self.source.endpoint) or ""
+            listed = self.archive.listing(product, dataset, item.stats)
+            days = ((yesterday - day).days + 1 if listed is None
+                    else sum(day <= d <= yesterday for d in listed))
+            item.planned_requests = item.stats.snapshot().requests + max(0, days)
 
     # -- running --------------------------------------------------------------------
 
@@ -186,6 +197,9 @@ class Ingestor:
         def work(sink: ProductWriter) -> None:
             if isinstance(self.source, IdPagedSource):
                 chunked.ingest(self.source, sink, options, self.since_us(options), self.archive)
+            elif isinstance(self.source, ArchiveOnlySource):
+                assert self.archive is not None, "an archive-only venue always has its archive"
+                daily.ingest(self.source, sink, self.since_us(options), self.archive, options.since_us)
             else:
                 assert isinstance(self.source, CursorPagedSource)
                 sequential.ingest(self.source, sink, options.since_us)
@@ -229,7 +243,7 @@ class Ingestor:
                     report.products.append(item)
                     continue
                 def work(sink: ProductWriter) -> None:
-                    repair.refetch(self.source, sink, self.storage, self.gap_log, self.run_id)
+                    repair.refetch(self.source, sink, self.storage, self.gap_log, self.run_id, self.archive)
 
                 self._under_lease(product, keeper, lease, item, IngestOptions(), work)
                 item.elapsed_s = time.monotonic() - started

@@ -250,6 +250,8 @@ def planned_options(settings: Settings, *, since_us: int | None, workers: int | 
         default_workers, default_chunks = default_concurrency(page_rate, cls.typical_latency_s, products or 4)
         return IngestOptions(since_us=since_us, workers=workers or default_workers,
                              chunk_concurrency=chunk_concurrency or default_chunks, lock_wait_s=lock_wait_s,
-                             job=job, source=source)
+                             job=job, source=source,
+                             file_trades=settings.raw_files.trades_for(settings.lake),
+                             file_age_s=settings.raw_files.max_age_s)
 
     return options_for

@@ -23,11 +23,14 @@ from datetime import UTC, datetime
 from schemahub.errors import ConfigError, SchemahubError
 from schemahub.infra.checkpoints import GapLogStore, RepairRange, RepairStore
 from schemahub.infra.storage import Storage
+from schemahub.ingest import archived
 from schemahub.ingest.plan import plan_chunks
 from schemahub.ingest.run import ChunkOutcome, ProductSink
 from schemahub.raw import files
 from schemahub.raw.layout import RawKey, parse_key, product_prefix
+from schemahub.sources.archive import DAY_IDS, ArchiveSource
 from schemahub.sources.base import (
+    ArchiveOnlySource,
     CursorPagedSource,
     IdPagedSource,
     RangeFetch,
@@ -100,7 +103,7 @@ def pending(storage: Storage) -> dict[tuple[str, str], list[RepairRange]]:
 
 
 def refetch(source: TradeSource, sink: ProductSink, storage: Storage, gap_log: GapLogStore,
-            run_id: str) -> int:
+            run_id: str, archive: ArchiveSource | None = None) -> int:
     """Fetch every requested range of one product again; the trades written."""
     state_ = sink.state
     product = state_.product
@@ -112,6 +115,9 @@ def refetch(source: TradeSource, sink: ProductSink, storage: Storage, gap_log: G
         sink.stop.check()
         if isinstance(source, IdPagedSource):
             outcomes = _by_ids(source, sink, wanted)
+        elif isinstance(source, ArchiveOnlySource):
+            assert archive is not None, "an archive-only venue always has its archive"
+            outcomes = _by_archive(source, sink, archive, wanted)
         else:
             assert isinstance(source, CursorPagedSource)
             outcomes = _by_cursor(source, sink, storage, wanted)
@@ -141,6 +147,23 @@ def _by_ids(source: IdPagedSource, sink: ProductSink, wanted: RepairRange) -> li
     return outcomes
 
 
+def _by_archive(source: ArchiveOnlySource, sink: ProductSink, archive: ArchiveSource,
+                wanted: RepairRange) -> list[ChunkOutcome]:
+    """The day's file again (the ids of a day-numbered venue say which day), its coverage
+    records written for the range alone."""
+    dataset = archive.dataset_for(source.endpoint)
+    assert dataset is not None
+    day = wanted.first_day or datetime.strptime(str(wanted.first_id // DAY_IDS), "%Y%m%d").date()
+    written: list[ChunkOutcome] = []
+
+    def keep(outcomes: list[ChunkOutcome], _: int) -> None:
+        written.extend(outcomes)
+
+    job = archived.ArchiveJob(archive, dataset, "archive", source.endpoint, sink, lambda lo, hi: None, keep)
+    archived.fill(job, wanted.first_id - 1, wanted.last_id, day, day)
+    return written
+
+
 def _by_cursor(source: CursorPagedSource, sink: ProductSink, storage: Storage,
                wanted: RepairRange) -> list[ChunkOutcome]:
     """Page forward from just before the range (the previous raw file's last trade, or the
@@ -148,7 +171,7 @@ def _by_cursor(source: CursorPagedSource, sink: ProductSink, storage: Storage,
     product = sink.state.product
     lo, hi = wanted.first_id - 1, wanted.last_id
     since_us = _start_us(storage, source.name, product.symbol, wanted)
-    cursor = str(max(0, since_us * 1000 - 1))
+    cursor = source.start_cursor(product, max(0, since_us - 1))  # trades AT since_us included
     found: dict[int, RawTrade] = {}
     requests = []
     while True:
@@ -163,8 +186,8 @@ def _by_cursor(source: CursorPagedSource, sink: ProductSink, storage: Storage,
             break
         cursor = page.next_cursor
     trades = [found[i] for i in sorted(found)]
-    fetch = RangeFetch(lo, hi, trades, requests)
-    return [sink.write(trades, lo, hi, fetch.missing_ranges(), requests)]
+    missing = RangeFetch(lo, hi, trades, requests).missing_ranges() if source.dense_ids else []
+    return [sink.write(trades, lo, hi, missing, requests)]
 
 
 def _start_us(storage: Storage, exchange: str, symbol: str, wanted: RepairRange) -> int:

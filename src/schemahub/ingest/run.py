@@ -38,10 +38,21 @@ class IngestOptions:
     """How long to wait for a product another process holds (0: skip it at once)."""
     job: str | None = None
     """A job name makes overlapping runs of the same job exclusive (cron, schedulers)."""
+    file_trades: int = 0
+    """Coalesce completed contiguous chunks into raw files of about this many trades (0: one
+    file per chunk). Object-store lakes default to larger files: fewer PUTs and later GETs."""
+    file_age_s: float = 30.0
+    """...but write what waits at least this often, so a slow product still commits."""
     source: SourceMode = "auto"
     """Where trades come from on venues with a bulk archive: ``auto`` (archives for whole
     published days, REST for the rest), ``archive`` (archives, REST only for their seams),
     ``rest``."""
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    trades: list[RawTrade]
+    requests: list[RequestRecord]
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class ChunkOutcome:
     adopted: bool = False
     raw_bytes: int = 0
     """Bytes this run wrote to the lake for it (0 when adopted or already there)."""
+    pending: PendingWrite | None = None
+    """Fetched but not written yet: it waits to be written with its neighbours (coalescing)."""
 
     @classmethod
     def from_header(cls, key: str, h: files.RawHeader, adopted: bool, raw_bytes: int = 0) -> ChunkOutcome:

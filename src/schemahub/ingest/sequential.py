@@ -103,13 +103,13 @@ def extend_down(source: CursorPagedSource, sink: ProductSink, since_us: int | No
     sink.started(None)
     while not sink.stop.stopped:
         page = source.fetch_after(state.product, backfill.cursor, state.report.stats)
-        older = [t for t in page.trades if _below(state, t)]
-        reached = len(older) < len(page.trades)
+        reached = any(not _below(state, t) for t in page.trades)
+        older = [t for t in page.trades if _below(state, t) and not _in_segment(backfill, t)]
         outcomes = _write_segment(sink, backfill, page, older)
         short = len(page.trades) < source.page_limit or page.next_cursor == backfill.cursor
         backfill.cursor = page.next_cursor
         if reached or short:
-            _join(sink, backfill, outcomes)
+            _join(sink, backfill, outcomes, source.dense_ids)
             return
         sink.extend_down(outcomes, state.start_after_id, None)  # the segment's progress, low end unchanged
 
@@ -118,6 +118,14 @@ def _below(state: ActiveProduct, trade: RawTrade) -> bool:
     if is_derived(trade.trade_id):
         return state.derived_after is None or trade.trade_id <= state.derived_after
     return state.watermark == state.start_after_id or trade.trade_id <= state.start_after_id
+
+
+def _in_segment(backfill: Backfill, trade: RawTrade) -> bool:
+    """Already written by this segment (a venue whose next page starts at the last trade's
+    time repeats the trades of that instant)."""
+    if is_derived(trade.trade_id):
+        return backfill.derived_through_id is not None and trade.trade_id <= backfill.derived_through_id
+    return backfill.through_id is not None and trade.trade_id <= backfill.through_id
 
 
 def _write_segment(sink: ProductSink, backfill: Backfill, page: CursorPage,
@@ -144,13 +152,13 @@ def _write_segment(sink: ProductSink, backfill: Backfill, page: CursorPage,
     return outcomes
 
 
-def _join(sink: ProductSink, backfill: Backfill, outcomes: list[ChunkOutcome]) -> None:
+def _join(sink: ProductSink, backfill: Backfill, outcomes: list[ChunkOutcome], dense: bool) -> None:
     """The segment reached the old start: it becomes the bottom of the covered interval."""
     state = sink.state
     if backfill.after_id is not None and backfill.through_id is not None:
         if state.watermark == state.start_after_id:  # no real ids were covered yet: the segment is all
             state.watermark = backfill.through_id
-        elif backfill.through_id < state.start_after_id:  # ids between the two the exchange skipped
+        elif dense and backfill.through_id < state.start_after_id:  # ids between the two the exchange skipped
             outcomes.append(ChunkOutcome(None, 0, None, None, None, None,
                                          [(backfill.through_id + 1, state.start_after_id)]))
         low = backfill.after_id

@@ -70,6 +70,11 @@ class ArchiveRef(_Model):
     file_last_id: int
     in_order: bool
     duplicates: int = 0
+    id_base: int = 0
+    """Added to the file's ids to make the trade ids (Bybit numbers its rows from 1 in every
+    file: its trade ids are ``YYYYMMDD`` x 10^9 + the row's number)."""
+    named_columns: bool = False
+    """Columns are found by the file's header names (Bybit added one over the years), not by position."""
 
 
 class RawHeader(_Model):

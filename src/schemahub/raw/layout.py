@@ -13,7 +13,7 @@ lexicographic order is numeric order.
 A bulk-archive file is kept verbatim, outside the ``date=`` folders (Athena's raw table
 reads JSON lines only), named after the venue's own file and its sha256::
 
-    raw/exchange=<exchange>/symbol=<BASE-QUOTE>/archives/<venue file name>.<sha256[:16]>.zip
+    raw/exchange=<exchange>/symbol=<BASE-QUOTE>/archives/<venue file name>.<sha256[:16]>.zip (or .csv.gz)
 
 and what it covers is recorded beside the other raw files, as one JSON header line::
 
@@ -41,7 +41,7 @@ _KEY = re.compile(
     r"date=(?P<date>\d{4}-\d{2}-\d{2})/(?P=exchange)-(?P=symbol)-"
     r"(?P<first>\d{20})-(?P<last>\d{20})(?P<suffix>\.jsonl\.gz|\.archive\.json)"
 )
-_ARCHIVE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,120}\.zip")
+_ARCHIVE_FILE = re.compile(r"(?P<stem>[A-Za-z0-9][A-Za-z0-9_-]{0,120})(?P<suffix>\.zip|\.csv\.gz)")
 
 
 @dataclass(frozen=True, order=True)
@@ -81,6 +81,7 @@ def parse_key(key: str) -> RawKey | None:
 def archive_key(exchange: str, sym: str, filename: str, sha256: str) -> str:
     """Where a verified archive file is kept: named by the venue's name and its digest, so
     a file the venue later replaces is kept beside the old one, never over it."""
-    if not _ARCHIVE_FILE.fullmatch(filename) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise InvalidIdentifier(f"archive file name {filename!r} is not a plain .zip file name")
-    return f"{product_prefix(exchange, sym)}archives/{filename.removesuffix('.zip')}.{sha256[:16]}.zip"
+    m = _ARCHIVE_FILE.fullmatch(filename)
+    if m is None or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise InvalidIdentifier(f"archive file name {filename!r} is not a plain .zip or .csv.gz file name")
+    return f"{product_prefix(exchange, sym)}archives/{m['stem']}.{sha256[:16]}{m['suffix']}"

@@ -11,6 +11,7 @@ written (``build``) and where files live (``parse_path``).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import threading
@@ -22,7 +23,7 @@ from typing import BinaryIO
 
 from schemahub.simulator.market import Market
 from schemahub.simulator.wire import Reply
-from schemahub.sources.archive import Period, day_us
+from schemahub.sources.archive import Period
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class ArchiveHost(ABC):
 
     prefix: str
     """Paths under this prefix are archive requests."""
+    utc_offset_h: int = 0
+    """The venue's archive days start at midnight of UTC+h (OKX: 8)."""
 
     def __init__(self, markets: Mapping[str, Market], cache_dir: Path | None = None) -> None:
         self.markets = markets
@@ -95,10 +98,6 @@ class ArchiveHost(ABC):
     @abstractmethod
     def parse_path(self, path: str) -> FileRequest | None:
         """The file a path names, or None for a path outside the layout."""
-
-    @abstractmethod
-    def has_trades(self, request: FileRequest) -> bool:
-        """Whether the period had any trade (no trade, no file: the venue publishes none)."""
 
     @abstractmethod
     def build(self, request: FileRequest, faults: ArchiveFaults, sink: BinaryIO) -> None:
@@ -126,7 +125,20 @@ class ArchiveHost(ABC):
         if period.label in faults.unpublished or (period.kind == "monthly" and not faults.monthly):
             return False
         delay = faults.daily_delay_s if period.kind == "daily" else faults.monthly_delay_s
-        return day_us(period.end) + int(delay * 1_000_000) <= now_us
+        return period.bounds_us(self.utc_offset_h)[1] + int(delay * 1_000_000) <= now_us
+
+    def trade_range(self, market: Market, period: Period) -> tuple[int, int]:
+        """Indexes [start, stop) of the trades whose time falls in ``period`` (the venue's day)."""
+        lo_us, hi_us = period.bounds_us(self.utc_offset_h)
+        stream = market.stream
+        stream.ensure_offset(hi_us - market.anchor_us)
+        offsets = stream.offsets_us
+        return (bisect.bisect_left(offsets, lo_us - market.anchor_us),
+                bisect.bisect_left(offsets, hi_us - market.anchor_us))
+
+    def has_trades(self, request: FileRequest) -> bool:
+        start, stop = self.trade_range(request.market, request.period)
+        return stop > start
 
     def served(self, path: str) -> int:
         """How many times the file at ``path`` was downloaded (checksums not counted)."""
@@ -157,7 +169,11 @@ class ArchiveHost(ABC):
             self.build(request, faults, buffer)
             data = buffer.getvalue()
             return _Built(data, None, hashlib.sha256(data).hexdigest(), len(data))
-        name = hashlib.sha256(repr(key).encode()).hexdigest()[:24] + "-" + request.filename
+        # Named after everything its bytes depend on: a cache survives simulators over the same
+        # seed and products (the benchmark's 30M-trade months are built once).
+        market = request.market
+        identity = repr((key, market.spec, market.seed, market.anchor_us))
+        name = hashlib.sha256(identity.encode()).hexdigest()[:24] + "-" + request.filename
         path = self.cache_dir / name
         digest_path = path.with_suffix(".sha256")
         if path.exists() and digest_path.exists():  # built by an earlier simulator over the same seed

@@ -70,10 +70,6 @@ class BinanceArchive(ArchiveHost):
         filename = f"{m['symbol']}-{m['kind']}-{label}.zip"
         return FileRequest(self.markets[m["symbol"]], m["kind"], period, filename, m["checksum"] is not None)
 
-    def has_trades(self, request: FileRequest) -> bool:
-        start, stop = trade_range(request.market, request.period)
-        return stop > start
-
     def build(self, request: FileRequest, faults: ArchiveFaults, sink: BinaryIO) -> None:
         label = request.period.label
         member = request.filename.removesuffix(".zip") + ".csv"
@@ -81,7 +77,7 @@ class BinanceArchive(ArchiveHost):
                 zf.open(member, "w", force_zip64=True) as out:
             if label in faults.header:
                 out.write(_HEADERS[request.kind].encode() + b"\n")
-            start, stop = trade_range(request.market, request.period)
+            start, stop = self.trade_range(request.market, request.period)
             start = min(stop, start + faults.leave_out_first.get(label, 0))
             micros = (request.period.start >= MICROSECONDS_FROM) != (label in faults.wrong_unit)
             if request.kind == "trades":
@@ -116,16 +112,6 @@ class BinanceArchive(ArchiveHost):
                         f"{_text(quantity, spec.size_decimals)},{head.trade_id},{trades[-1].trade_id},"
                         f"{when},{maker},{_bool(True, lowercase)}\n".encode())
         return rows
-
-
-def trade_range(market: Market, period: Period) -> tuple[int, int]:
-    """Indexes [start, stop) of the trades whose time falls in ``period``."""
-    lo_us, hi_us = period.bounds_us()
-    stream = market.stream
-    stream.ensure_offset(hi_us - market.anchor_us)
-    offsets = stream.offsets_us
-    return (bisect.bisect_left(offsets, lo_us - market.anchor_us),
-            bisect.bisect_left(offsets, hi_us - market.anchor_us))
 
 
 def trade_rows(market: Market, start: int, stop: int, micros: bool, lowercase: bool = False) -> pa.Table:

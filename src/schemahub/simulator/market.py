@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 IdFormat = Literal["number", "string", "mixed"]
+MS_CLOCK_ALWAYS = 1 << 62
+"""``ProductSpec.ms_clock_before_us`` of a venue whose times are whole milliseconds."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -54,6 +56,9 @@ class ProductSpec:
     ms_clock_before_us: int = 0
     """Trades before this time carry whole milliseconds (Binance: its clock became µs on
     2025-01-01); 0: microseconds throughout."""
+    daily_ids: bool = False
+    """Ids number the trades of each UTC day from 1, as ``YYYYMMDD`` x 10^9 + n (Bybit's archive
+    numbers the rows of each day's file; SchemaHub's trade ids for it are built this way)."""
 
     @property
     def base(self) -> str:
@@ -126,6 +131,12 @@ def decimal_text(units: int, decimals: int, shown: int) -> str:
     return _decimal((units + scale // 2) // scale, shown)
 
 
+def plain_number(units: int, decimals: int) -> str:
+    """``units`` x 10^-decimals without trailing zeros, as several venues write numbers (73218, 0.65)."""
+    text = decimal_text(units, decimals, decimals)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class TradeStream:
     """The trades of one product, generated lazily in blocks and cached (thread-safe)."""
 
@@ -189,9 +200,16 @@ class TradeStream:
         time_us = anchor_us + self.offsets_us[index]
         if time_us < spec.ms_clock_before_us:
             time_us -= time_us % 1000
-        return Trade(self.ids[index], time_us, self.prices[index],
+        trade_id = self._daily_id(index, time_us, anchor_us) if spec.daily_ids else self.ids[index]
+        return Trade(trade_id, time_us, self.prices[index],
                      self._sizes[index], "buy" if self.sides[index] else "sell",
                      spec.price_decimals, spec.size_decimals, self.rank_in_microsecond(index))
+
+    def _daily_id(self, index: int, time_us: int, anchor_us: int) -> int:
+        day_start_us = time_us - time_us % 86_400_000_000
+        first = bisect.bisect_left(self.offsets_us, day_start_us - anchor_us, 0, index + 1)
+        day = datetime.fromtimestamp(day_start_us / 1_000_000, UTC)
+        return int(day.strftime("%Y%m%d")) * 1_000_000_000 + index - first + 1
 
     def rank_in_microsecond(self, index: int) -> int:
         """How many earlier trades share this trade's microsecond (fills of one taker order)."""
@@ -206,6 +224,7 @@ class Market:
 
     def __init__(self, spec: ProductSpec, seed: int, start_us: int) -> None:
         self.spec = spec
+        self.seed = seed
         self.stream = TradeStream(spec, seed)
         self.stream.ensure(max(1, spec.history))
         # Anchor so that exactly ``history`` trades are in the past at start_us.

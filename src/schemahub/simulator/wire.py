@@ -54,6 +54,9 @@ class SimulatedExchange(ABC):
     """Test products with real trade ids that the generic tests ingest."""
     limits: ClassVar[dict[str, float]]
     """What the simulator enforces per IP by default (``Faults`` fields): the documented limits."""
+    incremental_step_s: ClassVar[float] = 900.0
+    """How far the contract suite moves the clock between two runs for new trades to exist
+    (a day for a venue whose trades appear only in the next day's archive file)."""
 
     def __init__(self, markets: Mapping[str, Market]) -> None:
         self.markets = dict(markets)

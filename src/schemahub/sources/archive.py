@@ -33,6 +33,7 @@ from schemahub.errors import ArchiveError
 from schemahub.http.client import ExchangeClient
 from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import Product
+from schemahub.sources.zipstream import GzipMember, MemberReader
 
 PeriodKind = Literal["daily", "monthly"]
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -59,8 +60,10 @@ class Period:
     def label(self) -> str:
         return self.start.isoformat() if self.kind == "daily" else self.start.strftime("%Y-%m")
 
-    def bounds_us(self) -> tuple[int, int]:
-        return day_us(self.start), day_us(self.end)
+    def bounds_us(self, utc_offset_h: int = 0) -> tuple[int, int]:
+        """[start, end) in µs; a venue whose days begin at midnight of UTC+h starts them h hours earlier."""
+        shift = utc_offset_h * 3_600_000_000
+        return day_us(self.start) - shift, day_us(self.end) - shift
 
     def days(self) -> list[Period]:
         day, end = self.start, self.end
@@ -69,6 +72,15 @@ class Period:
             out.append(Period(day, "daily"))
             day += timedelta(days=1)
         return out
+
+
+DAY_IDS = 1_000_000_000
+"""Venues that number each day's rows from 1 (Bybit): a trade's id is ``YYYYMMDD`` x this + its number."""
+
+
+def day_base(day: date) -> int:
+    """The id before a day's first trade, for venues that number each day's rows."""
+    return int(day.strftime("%Y%m%d")) * DAY_IDS
 
 
 def day_us(day: date) -> int:
@@ -100,9 +112,38 @@ class CsvLayout:
     time_column: str
     micros_from: date | None = None
     """Files of periods from this day on carry µs times, older ones ms (None: always ms)."""
+    header: tuple[str, ...] | None = None
+    """The header row files of this venue start with, when its data rows do not start with a
+    digit (OKX's start with the instrument): a first line whose id field is not a number is a
+    header, and a header other than this one is refused. None: a first line that does not
+    start with a digit is a header (Binance)."""
+    utc_offset_h: int = 0
+    """A file's day starts at midnight of UTC+h (OKX: 8, its day D runs from D-1 16:00 UTC)."""
+    named_columns: bool = False
+    """Files always start with a header, and columns are found by its names (Bybit's files
+    gained a column over the years): ``columns`` are the names a file must have."""
 
     def time_unit(self, period: Period) -> str:
         return "us" if self.micros_from is not None and period.start >= self.micros_from else "ms"
+
+    def starts_with_header(self, first_line: bytes, filename: str) -> bool:
+        if self.named_columns:
+            names = first_line.decode("utf-8", "replace").strip().split(",")
+            lacking = [c for c in self.columns if c not in names]
+            if lacking:
+                raise ArchiveError(f"{filename} starts with {first_line[:200]!r}: no column "
+                                   f"{', '.join(lacking)} (its header must name {', '.join(self.columns)})")
+            return True
+        if self.header is None:
+            return not first_line[:1].isdigit()
+        fields = [f.strip().lower() for f in first_line.decode("utf-8", "replace").strip().split(",")]
+        position = self.columns.index(self.id_column)
+        if len(fields) > position and fields[position].isdigit():
+            return False  # a data row: the file has no header
+        if tuple(fields) != self.header:
+            raise ArchiveError(f"{filename} starts with the header {first_line[:200]!r}, not the known "
+                               f"{','.join(self.header)!r}: refused rather than guessed")
+        return True
 
 
 @dataclass(frozen=True)
@@ -143,6 +184,9 @@ class ArchiveSource(ABC):
     name: ClassVar[str]
     default_url: ClassVar[str]
     monthly: ClassVar[bool] = True
+    checksums: ClassVar[bool] = True
+    """The venue publishes a ``.CHECKSUM`` (sha256) beside every file. Without one (OKX, Bybit)
+    a file is verified by its container's own CRC and by inspection (ids, times, header)."""
     datasets: ClassVar[dict[str, str]]
     """REST endpoint -> the archive dataset with the same ids (``aggTrades`` -> ``aggTrades``)."""
     layouts: ClassVar[dict[str, CsvLayout]]
@@ -155,6 +199,19 @@ class ArchiveSource(ABC):
     @abstractmethod
     def path(self, product: Product, dataset: str, period: Period) -> str:
         """The file's path on the host."""
+
+    day_numbered: ClassVar[bool] = False
+    """Each (daily) file numbers its rows from 1 (Bybit): trade ids are ``day_base`` + the number."""
+
+    def id_base(self, period: Period) -> int:
+        """Added to a file's ids to make trade ids (0: the file carries the venue's own ids)."""
+        return day_base(period.start) if self.day_numbered else 0
+
+    def listing(self, product: Product, dataset: str, stats: RequestStats | None = None) -> set[date] | None:
+        """The days the host lists files for, where it publishes an index (None: it does not,
+        every day is asked for). A venue without a REST history needs it: a cold start from
+        --since 2020 would otherwise ask for every day since."""
+        return None
 
     def filename(self, product: Product, dataset: str, period: Period) -> str:
         return self.path(product, dataset, period).rsplit("/", 1)[-1]
@@ -169,10 +226,12 @@ class ArchiveSource(ABC):
         published. A persistent checksum mismatch raises ``ChecksumMismatch``."""
         path = self.path(product, dataset, period)
         filename = path.rsplit("/", 1)[-1]
-        text = io.BytesIO()
-        if self.client.download(path + ".CHECKSUM", text, stats=stats) is None:
-            return None
-        expected = parse_checksum(text.getvalue(), filename)
+        expected: str | None = None
+        if self.checksums:
+            text = io.BytesIO()
+            if self.client.download(path + ".CHECKSUM", text, stats=stats) is None:
+                return None
+            expected = parse_checksum(text.getvalue(), filename)
         with open(target, "w+b") as fh:
             got = self.client.download(path, fh, expect_sha256=lambda: expected, stats=stats,
                                        on_bytes=on_bytes)
@@ -204,11 +263,6 @@ def csv_member(zf: zipfile.ZipFile, filename: str) -> zipfile.ZipInfo:
     return members[0]
 
 
-def has_header(first_line: bytes) -> bool:
-    """Binance spot files have no header row, newer futures files do: a data row starts with a digit."""
-    return not first_line[:1].isdigit()
-
-
 def _open(path: Path, filename: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
@@ -216,44 +270,70 @@ def _open(path: Path, filename: str) -> zipfile.ZipFile:
         raise ArchiveError(f"{filename} is not a readable zip: {exc}") from None
 
 
-def starts_with_header(path: Path, filename: str) -> bool:
-    with _open(path, filename) as zf, zf.open(csv_member(zf, filename)) as fh:
-        return has_header(fh.read(64))
+def _member(path: Path, filename: str) -> tuple[zipfile.ZipInfo, zipfile.ZipFile]:
+    zf = _open(path, filename)
+    try:
+        return csv_member(zf, filename), zf
+    except BaseException:
+        zf.close()
+        raise
+
+
+def _csv(path: Path, filename: str) -> io.BufferedReader:
+    """The archive's CSV as a buffered stream: the one member of a zip (inflated by ISA-L, its
+    CRC checked), or a gzip file's content (ISA-L's gzip reader checks its CRC at the end)."""
+    if filename.endswith(".gz"):
+        return io.BufferedReader(GzipMember(path, filename), _BLOCK)
+    info, zf = _member(path, filename)
+    zf.close()
+    return io.BufferedReader(MemberReader(path, info, filename), _BLOCK)
+
+
+def starts_with_header(path: Path, filename: str, layout: CsvLayout) -> bool:
+    with _csv(path, filename) as fh:
+        first = fh.read(4096) or b""
+    return layout.starts_with_header(first.split(b"\n", 1)[0], filename)
 
 
 def read_batches(path: Path, filename: str, layout: CsvLayout, columns: list[str],
-                 types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
-    """``columns`` of the CSV inside the zip at ``path``, a block at a time."""
-    header = starts_with_header(path, filename)
-    with _open(path, filename) as zf:
-        member = csv_member(zf, filename)
-        if member.file_size == 0:
+                 types: dict[str, pa.DataType], header: bool | None = None) -> Iterator[pa.RecordBatch]:
+    """``columns`` of the CSV inside the archive at ``path``, a block at a time (``header``: whether
+    it starts with a header row, as its inspection found; None: look)."""
+    if header is None:
+        header = starts_with_header(path, filename, layout)
+    with _csv(path, filename) as fh:
+        if not fh.peek(1):
             return  # no rows at all (Arrow refuses an empty file)
-        with zf.open(member) as fh:
+        if layout.named_columns:  # the header row names the columns
+            options = pacsv.ReadOptions(block_size=_BLOCK, use_threads=True)
+        else:
             options = pacsv.ReadOptions(column_names=list(layout.columns), skip_rows=1 if header else 0,
                                         block_size=_BLOCK, use_threads=True)
-            convert = pacsv.ConvertOptions(include_columns=columns, column_types=types,
-                                           true_values=["True", "true"], false_values=["False", "false"])
-            try:
-                yield from pacsv.open_csv(fh, read_options=options, convert_options=convert)
-            except (pa.ArrowInvalid, zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ArchiveError(f"{filename}: {str(exc).splitlines()[0][:300]}") from None
+        convert = pacsv.ConvertOptions(include_columns=columns, column_types=types,
+                                       true_values=["True", "true"], false_values=["False", "false"])
+        try:
+            yield from pacsv.open_csv(fh, read_options=options, convert_options=convert)
+        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            raise ArchiveError(f"{filename}: {str(exc).splitlines()[0][:300]}") from None
 
 
-def inspect(path: Path, filename: str, layout: CsvLayout, period: Period) -> CsvFacts:
-    """One pass over the file: ids, times and order, checked rather than assumed."""
+def inspect(path: Path, filename: str, layout: CsvLayout, period: Period, id_base: int = 0) -> CsvFacts:
+    """One pass over the file: ids (plus ``id_base``), times and order, checked rather than assumed."""
     unit = layout.time_unit(period)
-    lo_us, hi_us = period.bounds_us()
+    lo_us, hi_us = period.bounds_us(layout.utc_offset_h)
     scale = 1 if unit == "us" else 1000
-    facts = CsvFacts(time_unit=unit, header=starts_with_header(path, filename))
+    facts = CsvFacts(time_unit=unit, header=starts_with_header(path, filename, layout))
     previous: int | None = None
     types = {layout.id_column: pa.int64(), layout.time_column: pa.int64()}
-    for batch in read_batches(path, filename, layout, [layout.id_column, layout.time_column], types):
+    for batch in read_batches(path, filename, layout, [layout.id_column, layout.time_column], types,
+                              facts.header):
         if batch.num_rows == 0:
             continue
         ids, times = batch.column(layout.id_column), batch.column(layout.time_column)
         if ids.null_count or times.null_count:
             raise ArchiveError(f"{filename}: a row after row {facts.rows} has no id or no time")
+        if id_base:
+            ids = pc.add(ids, id_base)
         _check_times(times, unit, scale, lo_us, hi_us, filename, period)
         facts.first_time_us = _min(facts.first_time_us, pc.min(times).as_py() * scale)
         facts.last_time_us = _max(facts.last_time_us, pc.max(times).as_py() * scale)
@@ -270,15 +350,16 @@ def inspect(path: Path, filename: str, layout: CsvLayout, period: Period) -> Csv
                 _jumps(ids, steps, previous, facts.missing)
             previous = ids[-1].as_py()
     if not facts.in_order:
-        _recount(facts, path, filename, layout)
+        _recount(facts, path, filename, layout, id_base)
     return facts
 
 
-def _recount(facts: CsvFacts, path: Path, filename: str, layout: CsvLayout) -> None:
+def _recount(facts: CsvFacts, path: Path, filename: str, layout: CsvLayout, id_base: int) -> None:
     """Rows out of id order: sort every id of the file (8 bytes a row) and look again."""
     ids = pa.concat_arrays([batch.column(layout.id_column) for batch in
                             read_batches(path, filename, layout, [layout.id_column],
                                          {layout.id_column: pa.int64()})])
+    ids = pc.add(ids, id_base) if id_base else ids
     ordered = pc.sort_indices(ids)
     ids = pc.take(ids, ordered)
     steps = pc.subtract(ids.slice(1), ids.slice(0, len(ids) - 1))
@@ -317,16 +398,17 @@ def _max(a: int | None, b: int) -> int:
 
 
 def lookup_times(path: Path, filename: str, layout: CsvLayout, period: Period,
-                 ids: set[int]) -> dict[int, int]:
-    """The times (µs) of the rows with these ids: one more streaming pass."""
+                 ids: set[int], id_base: int = 0) -> dict[int, int]:
+    """The times (µs) of the rows with these ids (``id_base`` included): one more streaming pass."""
     scale = 1 if layout.time_unit(period) == "us" else 1000
-    wanted = pa.array(sorted(ids), pa.int64())
+    wanted = pa.array(sorted(i - id_base for i in ids), pa.int64())
     found: dict[int, int] = {}
     types = {layout.id_column: pa.int64(), layout.time_column: pa.int64()}
     for batch in read_batches(path, filename, layout, [layout.id_column, layout.time_column], types):
         hits = batch.filter(pc.is_in(batch.column(layout.id_column), value_set=wanted))
-        for row_id, when in zip(hits.column(0).to_pylist(), hits.column(1).to_pylist(), strict=True):
-            found.setdefault(row_id, when * scale)
+        for row_id, when in zip(hits.column(layout.id_column).to_pylist(),
+                                hits.column(layout.time_column).to_pylist(), strict=True):
+            found.setdefault(row_id + id_base, when * scale)
         if len(found) == len(ids):
             break
     return found

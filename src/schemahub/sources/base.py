@@ -10,6 +10,8 @@ Two kinds of pagination, two kinds of connector:
 * ``CursorPagedSource`` - the exchange hands out an opaque cursor with each page
   (Kraken's nanosecond ``last``). Pages are fetched one after another
   (``fetch_after``), starting from ``start_cursor``.
+* ``ArchiveOnlySource`` - the REST API serves no history at all (Bybit spot): trades come
+  from the venue's daily archive files alone; the connector lists products.
 
 Trades stay verbatim (``RawTrade.record`` is what the raw line will hold); only the id
 is parsed, because watermarks and gap detection need numbers.
@@ -124,11 +126,14 @@ class TradeSource(ABC):
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
-    paging: ClassVar[Literal["ids", "cursor"]]
+    paging: ClassVar[Literal["ids", "cursor", "archive"]]
     rate_limit: ClassVar[RateLimit]
     """The exchange's documented public limit (requests, or request weight, per second)."""
     client_limit: ClassVar[RateLimit]
     """What we run by default: at most the documented limit, with a margin for jitter."""
+    dense_ids: ClassVar[bool] = True
+    """Trade ids are a per-product sequence, so a missing id is a gap (False: Bitfinex's ids
+    are venue-wide; completeness is by time coverage, and ``check`` does not count ids)."""
     endpoints: ClassVar[tuple[str, ...]] = ("trades",)
     """The trade endpoints this connector can ingest from; the first is the default."""
     page_limit: ClassVar[int]
@@ -139,6 +144,11 @@ class TradeSource(ABC):
     request_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
     used_weight_header: ClassVar[str | None] = None
     weight_per_minute: ClassVar[int | None] = None
+    ban_answer: ClassVar[tuple[int, str, float] | None] = None
+    """(HTTP status, body text, seconds): the answer that means this IP is banned for that long
+    (Bybit: 403 "access too frequent", ten minutes). Binance's 418 is always a ban."""
+    throttle_texts: ClassVar[tuple[str, ...]] = ()
+    """Error-body texts that mean throttling whatever the HTTP status (Bitfinex: a 500)."""
     rate_limit_pause: ClassVar[float] = 1.0
     """Seconds every thread pauses after a rate-limit answer without Retry-After."""
     time_unit: ClassVar[str | None] = None
@@ -196,6 +206,50 @@ class IdPagedSource(TradeSource):
         return first_id_at_or_after(lambda i: self.window_at(product, i, stats), head, since_us)
 
 
+class DescendingIdSource(IdPagedSource):
+    """Dense ids paged newest first below a cursor id (Coinbase's and OKX's ``after``): the
+    connector answers ``page_below``; the head, ranges and windows are built on it here."""
+
+    @abstractmethod
+    def page_below(self, product: Product, below: int | None, limit: int,
+                   stats: RequestStats | None = None) -> Page:
+        """Up to ``limit`` trades with ids < ``below`` (the newest when None), newest first."""
+
+    def newest(self, product: Product, stats: RequestStats | None = None) -> TradeRef | None:
+        page = self.page_below(product, None, 1, stats)
+        if not page.trades:
+            return None
+        trade = page.trades[0]
+        return TradeRef(trade.trade_id, self.trade_time_us(trade.record))
+
+    def fetch_range(self, product: Product, lo: int, hi: int,
+                    stats: RequestStats | None = None) -> RangeFetch:
+        result = RangeFetch(lo, hi, [])
+        found: dict[int, RawTrade] = {}
+        cursor = hi + 1
+        while True:
+            page = self.page_below(product, cursor, self.page_limit, stats)
+            result.requests.append(page.request)
+            for trade in page.trades:
+                if trade.trade_id > lo:
+                    found[trade.trade_id] = trade
+            if len(page.trades) < self.page_limit:
+                break  # a short page means history starts here
+            oldest = min(t.trade_id for t in page.trades)
+            if oldest <= lo + 1:
+                break
+            cursor = oldest  # more than a page of ids in range: keep walking back
+        result.trades = [found[i] for i in sorted(found)]
+        return result
+
+    def window_at(self, product: Product, trade_id: int,
+                  stats: RequestStats | None = None) -> list[TradeRef]:
+        page = self.page_below(product, trade_id + 1, self.page_limit, stats)
+        refs = [TradeRef(t.trade_id, self.trade_time_us(t.record)) for t in page.trades]
+        refs.sort(key=lambda r: r.trade_id)
+        return refs
+
+
 class CursorPagedSource(TradeSource):
     """An exchange that pages trades by an opaque cursor, oldest first."""
 
@@ -212,6 +266,38 @@ class CursorPagedSource(TradeSource):
     @abstractmethod
     def estimate_pages(self, product: Product, since_us: int, stats: RequestStats | None = None) -> int:
         """About how many pages from ``since_us`` to now (for a dry run's plan)."""
+
+
+@dataclass(frozen=True)
+class ListingKeys:
+    """Where a venue's product list keeps the fields SchemaHub needs (one object per product)."""
+
+    native: str
+    base: str
+    quote: str
+    status: str
+    tradable: str
+    """The status value of a product that trades now."""
+
+
+def listed_products(response: JsonResponse, exchange: str, items: object, keys: ListingKeys) -> list[Product]:
+    """Products from a list of objects naming base and quote assets (symbols from the venue's
+    own metadata, never split from the native id); entries we could not store are left out."""
+    from schemahub.http.client import shape_error
+    from schemahub.sources.symbols import normalize
+
+    if not isinstance(items, list):
+        raise shape_error(response, exchange, "the product list is not an array")
+    products = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get(keys.native), str):
+            raise shape_error(response, exchange, f"a product has no string {keys.native}")
+        sym = normalize(str(item.get(keys.base, "")), str(item.get(keys.quote, "")))
+        if sym is None:
+            continue
+        status = str(item.get(keys.status, ""))
+        products.append(Product(sym, item[keys.native], status, status == keys.tradable))
+    return products
 
 
 def parse_trade_id(value: object) -> int | None:
@@ -249,3 +335,11 @@ def first_id_at_or_after(window: Callable[[int], list[TradeRef]], head: TradeRef
             return first  # the page holds both sides of the boundary
         hi = first  # the whole page is at/after target: look further back
     return hi
+
+
+class ArchiveOnlySource(TradeSource):
+    """A venue whose history exists only as daily archive files (its ``ExchangeSpec.archive``):
+    the REST API lists products; ``ingest.daily`` covers the days."""
+
+    paging = "archive"
+    dense_ids = False  # ids are numbered per day's file: no sequence across days

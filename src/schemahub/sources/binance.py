@@ -27,19 +27,22 @@ from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import (
     IdPagedSource,
+    ListingKeys,
     Page,
     Product,
     RangeFetch,
     RawTrade,
     RequestRecord,
     TradeRef,
+    listed_products,
     parse_trade_id,
 )
 from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
-from schemahub.sources.symbols import normalize
 
 _WEIGHT = {"historicalTrades": 25, "aggTrades": 4, "exchangeInfo": 20}
 """Request weights (Binance changelog: historicalTrades 25 since 2024-04, aggTrades 4 since 2025-03)."""
+_LISTING = ListingKeys(native="symbol", base="baseAsset", quote="quoteAsset", status="status",
+                       tradable="TRADING")
 _ID = {"historicalTrades": "id", "aggTrades": "a"}
 _TIME = {"historicalTrades": "time", "aggTrades": "T"}
 
@@ -154,16 +157,7 @@ class Binance(IdPagedSource):
                     and limit.get("interval") == "MINUTE" and limit.get("intervalNum") == 1
                     and isinstance(limit.get("limit"), int)):
                 self.client.set_weight_budget(limit["limit"])
-        products = []
-        for item in body["symbols"]:
-            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
-                raise shape_error(response, self.name, "a symbol entry has no string symbol")
-            sym = normalize(str(item.get("baseAsset", "")), str(item.get("quoteAsset", "")))
-            if sym is None:
-                continue
-            status = str(item.get("status", ""))
-            products.append(Product(sym, item["symbol"], status, status == "TRADING"))
-        return products
+        return listed_products(response, self.name, body["symbols"], _LISTING)
 
 
 SPEC = ExchangeSpec(
@@ -173,6 +167,6 @@ SPEC = ExchangeSpec(
     # 300 weight per 1-second window = 12 historicalTrades pages/s; the client is told 80.
     throttle_test=ThrottleTest({"weight_limit": 300, "weight_window_s": 1.0}, client_rate=80.0),
     ban_test={"weight_limit": 100, "weight_window_s": 60.0, "ban_after": -1, "ban_s": 300},
-    demo=DemoSpec(history_scale=0.5, seed_filter="^(BTC|ETH)-USDT$"),
+    demo=DemoSpec(history_scale=0.5, seed_filter="^(BTC|ETH)-USDT$", history_days=3.0),
     ceiling_trades_per_s=6000 / 60 / 25 * 1000, bench_history_scale=2.0,
 )

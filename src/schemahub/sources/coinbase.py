@@ -20,13 +20,11 @@ from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
 from schemahub.sources.base import (
-    IdPagedSource,
+    DescendingIdSource,
     Page,
     Product,
-    RangeFetch,
     RawTrade,
     RequestRecord,
-    TradeRef,
     parse_trade_id,
 )
 from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
@@ -34,7 +32,7 @@ from schemahub.sources.symbols import normalize
 from schemahub.timeutil import iso_to_us
 
 
-class Coinbase(IdPagedSource):
+class Coinbase(DescendingIdSource):
     name = "coinbase"
     default_base_url = "https://api.exchange.coinbase.com"
     rate_limit = RateLimit(rate=10.0, burst=15)
@@ -48,40 +46,10 @@ class Coinbase(IdPagedSource):
     def list_products(self) -> list[Product]:
         return self.client.fetch("/products", None, self._parse_products)
 
-    def newest(self, product: Product, stats: RequestStats | None = None) -> TradeRef | None:
-        page = self._page(product, {"limit": 1}, stats)
-        if not page.trades:
-            return None
-        trade = page.trades[0]
-        return TradeRef(trade.trade_id, self.trade_time_us(trade.record))
-
-    def fetch_range(self, product: Product, lo: int, hi: int,
-                    stats: RequestStats | None = None) -> RangeFetch:
-        result = RangeFetch(lo, hi, [])
-        found: dict[int, RawTrade] = {}
-        cursor = hi + 1
-        while True:
-            page = self._page(product, {"after": cursor, "limit": self.page_limit}, stats, below=cursor)
-            result.requests.append(page.request)
-            for trade in page.trades:
-                if trade.trade_id > lo:
-                    found[trade.trade_id] = trade
-            if len(page.trades) < self.page_limit:
-                break  # a short page means history starts here
-            oldest = min(t.trade_id for t in page.trades)
-            if oldest <= lo + 1:
-                break
-            cursor = oldest  # more than a page of ids in range: keep walking back
-        result.trades = [found[i] for i in sorted(found)]
-        return result
-
-    def window_at(self, product: Product, trade_id: int,
-                  stats: RequestStats | None = None) -> list[TradeRef]:
-        page = self._page(product, {"after": trade_id + 1, "limit": self.page_limit}, stats,
-                          below=trade_id + 1)
-        refs = [TradeRef(t.trade_id, self.trade_time_us(t.record)) for t in page.trades]
-        refs.sort(key=lambda r: r.trade_id)
-        return refs
+    def page_below(self, product: Product, below: int | None, limit: int,
+                   stats: RequestStats | None = None) -> Page:
+        params: dict[str, str | int] = {"limit": limit} if below is None else {"after": below, "limit": limit}
+        return self._page(product, params, stats, below)
 
     def trade_time_us(self, record: Mapping[str, Any]) -> int:
         return iso_to_us(record["time"])

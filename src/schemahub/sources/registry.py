@@ -16,8 +16,11 @@ from schemahub.sources.spec import ExchangeSpec
 
 EXCHANGES: dict[str, str] = {
     "binance": "schemahub.sources.binance:SPEC",
+    "bitfinex": "schemahub.sources.bitfinex:SPEC",
+    "bybit": "schemahub.sources.bybit:SPEC",
     "coinbase": "schemahub.sources.coinbase:SPEC",
     "kraken": "schemahub.sources.kraken:SPEC",
+    "okx": "schemahub.sources.okx:SPEC",
 }
 
 

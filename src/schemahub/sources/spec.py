@@ -37,6 +37,9 @@ class DemoSpec:
 
     history_scale: float
     seed_filter: str
+    history_days: float | None = None
+    """Spread the simulated history over this many days (a venue with a bulk archive: the
+    demo backfills its older days from the archive after the REST run)."""
 
 
 @dataclass(frozen=True)

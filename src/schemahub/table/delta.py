@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,6 +119,8 @@ def replanned(attempt: Callable[[int], T], attempts: int, what: str) -> T:
                 raise CommitConflict(f"{what} lost {number} commit races in a row (nothing of it was "
                                      "committed); run it again") from None
             log.warning("%s lost a commit race (%s); planning again", what, exc)
+            # Writers that collided once tend to collide again in step: a random pause apart.
+            time.sleep(random.uniform(0.0, min(2.0, 0.05 * 2 ** number)))
     raise AssertionError("unreachable")
 
 

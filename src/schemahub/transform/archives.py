@@ -5,7 +5,8 @@ committed. Its CSV is read with Arrow's CSV reader a block at a time, straight o
 the zip (no unzipped copy, no per-row Python): only the mapped columns, each in the type
 its mapping converts to (ids and epochs as integers, prices as doubles), the rows
 outside the committed ids dropped. Blocks are gathered into tables of about
-``ROWS_PER_TABLE`` rows, so memory stays the same for a day's file and a month's.
+``ROWS_PER_TABLE`` rows, so memory stays the same for a day's file and a month's
+(a quarter of a million rows: measured faster than a million, and a quarter of the memory).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from schemahub.transform import engine
 from schemahub.transform.mapping import TradeMapping
 from schemahub.transform.reader import RawFile
 
-ROWS_PER_TABLE = 1 << 20
+ROWS_PER_TABLE = 1 << 18
 
 
 def _types(mapping: TradeMapping) -> dict[str, pa.DataType]:
@@ -38,6 +39,8 @@ def _types(mapping: TradeMapping) -> dict[str, pa.DataType]:
             types[spec.path] = pa.int64()
         elif spec.type == "decimal":
             types[spec.path] = pa.float64()
+        elif spec.map is not None and {key.lower() for key in spec.map} == {"true", "false"}:
+            types[spec.path] = pa.bool_()  # True/true/False/false, parsed by the reader
         else:
             types[spec.path] = pa.string()
     return types
@@ -49,13 +52,17 @@ def tables(path: Path, header: RawHeader, mapping: TradeMapping) -> Iterator[pa.
     assert archive is not None and mapping.columns is not None
     id_path = mapping.fields["trade_id"].path
     assert id_path is not None
-    layout = CsvLayout(tuple(mapping.columns), id_column=id_path, time_column=id_path)
+    layout = CsvLayout(tuple(mapping.columns), id_column=id_path, time_column=id_path,
+                       named_columns=archive.named_columns)
     types = _types(mapping)
     paths = {name: spec.path for name, spec in mapping.fields.items() if spec.path is not None}
     lo, hi = header.covers_after_id, header.covers_through_id
     pending: list[pa.RecordBatch] = []
     rows = 0
-    for batch in read_batches(path, archive.filename, layout, sorted(types), types):
+    for batch in read_batches(path, archive.filename, layout, sorted(types), types, archive.header_row):
+        if archive.id_base:  # the file numbers its rows; the trade ids are numbered from its base
+            index = batch.schema.get_field_index(id_path)
+            batch = batch.set_column(index, id_path, pc.add(batch.column(id_path), archive.id_base))
         ids = batch.column(id_path)
         keep = pc.and_(pc.greater(ids, lo), pc.less_equal(ids, hi))
         if not pc.all(keep).as_py():

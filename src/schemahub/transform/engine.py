@@ -10,11 +10,13 @@ file in the table would be harder to notice and to repair than a missing one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemahub.errors import MappingError
 from schemahub.transform.mapping import FieldSpec, TradeMapping
 from schemahub.transform.schema import SCHEMA, UTC_MICROS
 
@@ -97,7 +99,7 @@ def _convert(name: str, spec: FieldSpec, text: pa.Array, raw: pa.Table) -> tuple
     if kind == "decimal":
         value, valid = _parse(text, pa.float64(), _DECIMAL)
         valid = pc.and_(valid, pc.is_finite(pc.fill_null(value, 0.0)))
-        return value, pc.invert(valid), "is not a decimal number"
+        return pc.abs(value) if spec.absolute else value, pc.invert(valid), "is not a decimal number"
     if kind == "integer":
         value, valid = _parse(text, pa.int64(), _INTEGER)
         return value, pc.invert(valid), "is not an integer"
@@ -105,8 +107,12 @@ def _convert(name: str, spec: FieldSpec, text: pa.Array, raw: pa.Table) -> tuple
 
 
 def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
-    if not pa.types.is_string(text.type):  # a typed column (an id a CSV reader read as a number)
-        text = pc.cast(text, pa.string())
+    if spec.sign is not None:
+        return _signed(spec.sign, text)
+    if pa.types.is_boolean(text.type) and spec.map is not None:  # a CSV reader's booleans
+        return _mapped_boolean(spec.map, text)
+    if pa.types.is_integer(text.type):  # an id a CSV reader read as a number: digits already
+        return pc.cast(text, pa.string()), pc.is_null(text), "is missing"
     if name == "trade_id":
         # Numeric ids (most exchanges) pass a cheap digit check; only others meet the regex.
         digits = pc.fill_null(pc.utf8_is_digit(text), False)
@@ -123,6 +129,28 @@ def _string(name: str, spec: FieldSpec, text: pa.Array) -> tuple[pa.Array, pa.Ar
         valid = pc.and_(valid, pc.is_valid(index))
         reason = f"is not one of {', '.join(spec.map)}"
     return value, pc.invert(valid), reason
+
+
+def _signed(names: Mapping[str, str], text: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    """A side from the sign of a signed number (its text or a number column)."""
+    number, valid = _parse(text if pa.types.is_floating(text.type) else pc.cast(text, pa.string()),
+                           pa.float64(), _DECIMAL)
+    sign = pc.sign(pc.fill_null(number, 0.0))
+    valid = pc.and_(valid, pc.not_equal(sign, 0.0))
+    value = pc.if_else(pc.greater(sign, 0.0), names["positive"], names["negative"])
+    return value, pc.invert(valid), "is not a non-zero signed number"
+
+
+def _mapped_boolean(mapping: dict[str, str], flags: pa.Array) -> tuple[pa.Array, pa.Array, str]:
+    """A value map over True/False (however the file spelled them), without text."""
+    values: dict[bool, set[str]] = {}
+    for key, value in mapping.items():
+        values.setdefault(key.lower() == "true", set()).add(value)
+    if set(values) != {True, False} or any(len(v) != 1 for v in values.values()):
+        raise MappingError(f"a map over true/false needs one value for each: {mapping}", path="mapping",
+                           line=None)
+    value = pc.if_else(flags, values[True].pop(), values[False].pop())
+    return value, pc.is_null(flags), "is not true or false"
 
 
 def _parse(text: pa.Array, to: pa.DataType, pattern: str) -> tuple[pa.Array, pa.Array]:

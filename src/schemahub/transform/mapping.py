@@ -6,7 +6,9 @@ it::
     fields:
       trade_id: {path: trade_id, type: string}              # a field of the raw record
       side:     {path: side, type: string, map: {buy: sell, sell: buy}}
+      side:     {path: "[2]", type: string, sign: {positive: buy, negative: sell}}
       price:    {path: price, type: decimal}                 # decimal string -> double
+      quantity: {path: "[2]", type: decimal, absolute: true} # |signed amount|
       trade_ts: {path: time, type: timestamp, format: iso8601}
       exchange: {const: coinbase}                            # a constant
       symbol:   {context: symbol}                            # from the raw file's header
@@ -67,6 +69,11 @@ class FieldSpec(_Model):
     type: FieldType = "string"
     format: TimeFormat | None = None
     map: dict[str, str] | None = None
+    sign: dict[str, str] | None = None
+    """A string column read from the SIGN of a signed number (Bitfinex's amount: > 0 the
+    taker bought); zero or a non-number is rejected."""
+    absolute: bool = False
+    """A decimal column's absolute value (Bitfinex's signed amount is the quantity)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
@@ -78,6 +85,12 @@ class FieldSpec(_Model):
                              "epoch_ns), and only a timestamp takes one")
         if self.map is not None and self.type != "string":
             raise ValueError("map applies to string fields only")
+        if self.sign is not None and (self.type != "string" or self.map is not None
+                                      or set(self.sign) != {"positive", "negative"}):
+            raise ValueError("sign applies to string fields without map, and names both "
+                             "positive and negative")
+        if self.absolute and self.type != "decimal":
+            raise ValueError("absolute applies to decimal fields only")
         return self
 
 

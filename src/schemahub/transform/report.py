@@ -115,7 +115,8 @@ def _cursor(cursor: Cursor | None) -> list[int] | None:
 class StageProgress(Protocol):
     """Where a long stage reports progress (a terminal bar, log lines, or nothing)."""
 
-    def start(self, total: int | None) -> None: ...
+    def start(self, total: int | None) -> None:
+        """``total`` more units to do (called again for each round of a long transform)."""
 
     def advance(self, done: int, rows: int) -> None: ...
 

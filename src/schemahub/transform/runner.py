@@ -52,7 +52,7 @@ from schemahub.transform.schema import SCHEMA
 
 log = logging.getLogger("schemahub.transform")
 
-COMMIT_ATTEMPTS = 5
+COMMIT_ATTEMPTS = 10
 
 
 def _sorted(rows: pa.Table) -> pa.Table:
