@@ -119,6 +119,9 @@ def main() -> None:
     _cli("query", last_bars, "--param", "symbol=BTC-USD",
          "--param", f"day={day}", env=env, shown="query --file sql/ohlcv_1m.sql ... (last bars)")
     _cli("query", "--file", "sql/daily_volume.sql", env=env)
+    _cli("certify", env=env)
+    _cli("query", "SELECT exchange, symbol, status, count(*) AS closed_days, sum(trades) AS trades "
+                  "FROM certificates GROUP BY ALL ORDER BY ALL", env=env)
     _cli("check", "--freshness", "1h", env=env)
     board = lake.parent / "dashboard.html"
     _cli("dashboard", "--output", str(board), env=env)

@@ -33,6 +33,7 @@ from schemahub.stop import StopToken
 
 if TYPE_CHECKING:
     from schemahub.ingest.repair import Released
+    from schemahub.quality.certificates import CertifyReport
     from schemahub.quality.checks import CheckOptions, CheckResult
     from schemahub.query.engine import QueryEngine
     from schemahub.table.delta import CompactResult, TradesTable
@@ -208,7 +209,7 @@ def list_checkpoints(settings: Settings) -> list[CheckpointRow]:
 
 def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -> list[Rebuilt]:
     """Re-derive checkpoints from raw files, each under the product's lease."""
-    cursor_paged = source_class(exchange).paging == "cursor"
+    source = source_class(exchange)
     checked = [valid_symbol(s.strip().upper()) for s in symbols]
     backends = open_backends(settings, create=False)
     results = []
@@ -217,7 +218,7 @@ def rebuild_checkpoints(settings: Settings, exchange: str, symbols: list[str]) -
             lease = keeper.acquire(f"ingest/{exchange}/{sym}")
             try:
                 rebuilt = derive_checkpoint(backends.storage, exchange, sym, run_id="checkpoints-rebuild",
-                                            cursor_paged=cursor_paged)
+                                            source=source)
                 if rebuilt.checkpoint is not None:
                     keeper.check(lease)
                     write_checkpoint(backends.storage, rebuilt.checkpoint.model_copy(
@@ -337,11 +338,12 @@ def compact(settings: Settings, *, target_size: int, zorder: bool, vacuum: bool,
 def query_engine(settings: Settings, *, version: int | None = None, as_of: datetime | None = None,
                  backends: Backends | None = None) -> QueryEngine:
     from schemahub.metrics.views import run_history
+    from schemahub.quality.certificates import views as certificate_views
     from schemahub.query.engine import QueryEngine
 
     backends = backends or open_backends(settings, create=False)
     return QueryEngine(trades_table(backends), version=version, as_of=as_of, access=backends.storage.access(),
-                       views=[run_history(backends.storage)])
+                       views=[run_history(backends.storage), certificate_views(backends.storage)])
 
 
 def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
@@ -354,6 +356,26 @@ def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
             results = Checker(backends.storage, trades_table(backends), engine).run(options)
             record_checks(record, results)
         return results
+    finally:
+        engine.close()
+
+
+def certify(settings: Settings, exchanges: set[str] | None = None) -> CertifyReport:
+    """Certificates for every closed day not certified yet or whose rows changed (one commit)."""
+    from schemahub.quality.certificates import certify as issue
+
+    backends = open_backends(settings, create=False)
+    engine = query_engine(settings, backends=backends)
+    try:
+        with runs.recording(backends.storage, "certify", _emit(settings)) as record, \
+                LeaseKeeper(backends.locks, new_owner_id(), settings.locks.ttl) as keeper:
+            lease = keeper.acquire("certify")  # one certifier at a time: the MERGEs never race
+            try:
+                report = issue(backends.storage, engine, exchanges)
+            finally:
+                keeper.release(lease)
+            record.details.update(report.to_dict())
+        return report
     finally:
         engine.close()
 

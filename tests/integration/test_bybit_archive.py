@@ -165,3 +165,23 @@ def test_sigkill_during_downloads_loses_and_duplicates_nothing(tmp_path: Path, m
             sorted(map(str, (r for _, _, rs in raw_files(reference, symbol, "bybit") for r in rs)))
     assert not [k for k in lake_keys(lake) if k.endswith((".partial", ".tmp"))]
     _exact(lake, sim, ["BTC-USDT", "ETH-USDT"])
+
+
+def test_a_rebuilt_checkpoint_bridges_the_day_seams(tmp_path: Path, make_sim: SimFactory) -> None:
+    sim = _sim(make_sim)
+    lake = tmp_path / "lake"
+    ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16"))
+    before = checkpoint(lake, SYMBOL, "bybit")
+    (lake / "state" / "checkpoints" / "bybit" / f"{SYMBOL}.json").write_text('{"watermark": 7')  # torn
+    rebuilt = run_cli("checkpoints", "rebuild", "--exchange", "bybit", "--products", SYMBOL,
+                      "--lake", str(lake), env=cli_env(sim))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    after = checkpoint(lake, SYMBOL, "bybit")
+    # every day's records are one covered interval (a new day's first id is a seam, not a hole)
+    assert (after.start_after_id, after.last_trade_id) == (before.start_after_id, before.last_trade_id)
+    assert after.cursor == "2026-11-19"  # the newest covered day's file is asked for again
+    again = ingest(lake, sim, [SYMBOL], since_us=_us("2026-11-16")).products[0]
+    assert again.status is Status.UP_TO_DATE
+    assert sim.api.archive is not None and sim.api.archive.served(_file("2026-11-18")) == 1
+    assert checkpoint(lake, SYMBOL, "bybit").cursor == "2026-11-20"
+    _exact(lake, sim)

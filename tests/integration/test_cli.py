@@ -170,9 +170,9 @@ def test_every_command_has_help() -> None:
     from schemahub.cli.app import app
 
     group = get_command(app)
-    names = ["update-seed", "ingest", "repair", "transform", "compact", "check", "query", "quarantine",
-             "checkpoints", "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor", "simulate",
-             "version"]
+    names = ["update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query",
+             "quarantine", "checkpoints", "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor",
+             "simulate", "version"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     for name in names:
         result = run_cli(name, "--help", env=cli_env(None))

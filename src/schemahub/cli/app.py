@@ -38,7 +38,8 @@ R = TypeVar("R")
 log = logging.getLogger("schemahub.cli")
 
 PIPELINE_ORDER = (
-    "update-seed", "ingest", "repair", "transform", "compact", "check", "query", "quarantine", "checkpoints",
+    "update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query", "quarantine",
+    "checkpoints",
     "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor", "simulate", "version",
 )
 """Commands as ``--help`` lists them: the order data flows through them, then tools."""

@@ -185,6 +185,39 @@ def _parse_duration(text: str) -> timedelta:
 
 @app.command()
 @errors
+def certify(
+    exchange: Annotated[str | None, typer.Option(
+        help="Only these exchanges (comma-separated; default: all).")] = None,
+    export: Annotated[Path | None, typer.Option(
+        "--export", help="Also write every certificate as JSON lines to DIR/certificates.jsonl.")] = None,
+    json_output: JsonOption = False,
+    lake: LakeOption = None,
+) -> None:
+    """Issue completeness certificates for closed days (new or changed since the last run)."""
+    from schemahub.quality import certificates
+
+    chosen = {e.strip() for e in exchange.split(",") if e.strip()} if exchange else None
+    settings = settings_for(lake)
+    report = pipeline.certify(settings, chosen)
+    if export is not None:
+        rows = certificates.Certificates(pipeline.open_backends(settings, create=False).storage).rows()
+        export.mkdir(parents=True, exist_ok=True)
+        target = export / "certificates.jsonl"
+        partial = target.with_suffix(".jsonl.partial")
+        partial.write_text(certificates.json_lines(r for r in rows if not chosen or r["exchange"] in chosen))
+        partial.replace(target)  # whole or absent
+    if json_output:
+        output.print_json(report.to_dict())
+        return
+    statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(report.by_status.items())) or "none new"
+    out.print(f"certified on table version {report.table_version}: {report.computed:,} day(s) computed "
+              f"({statuses}); {report.unchanged:,} unchanged")
+    if export is not None:
+        out.print(f"certificates written to {export / 'certificates.jsonl'}")
+
+
+@app.command()
+@errors
 def check(
     freshness: Annotated[str, typer.Option(help="Newest trade per product must be this recent.")] = "2h",
     deep: Annotated[bool, typer.Option(

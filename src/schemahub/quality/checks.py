@@ -18,6 +18,8 @@ details). ``check`` exits 1 when any check fails.
 * quarantine      - raw files the transform could not use
 * state           - lake state files that cannot be read (checkpoints, gap logs,
                     quarantine records, repair logs, bans), each with its recovery
+* certificates    - certified days recomputed from the table (a sample; all with --deep):
+                    a content hash or count that differs is tampering or corruption
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class Checker:
             self.future(options.future_skew),
             self.quarantine(quarantined),
             self.readable_state(),
+            self.certificates(options.deep),
         ]
         if options.deep:
             windows: dict[tuple[str, str], list[Cursor]] = {}
@@ -116,6 +119,18 @@ class Checker:
                     windows.setdefault(key, []).append(cursor)
             results.append(self.deep_reconciliation(windows, quarantined))
         return results
+
+    def certificates(self, deep: bool) -> CheckResult:
+        from schemahub.quality import certificates
+
+        if certificates.Certificates(self.storage).load() is None:
+            return CheckResult("certificates", "skip", "no certificates yet (`schemahub certify`)")
+        bad, checked = certificates.verify(self.engine, self.storage, deep)
+        if bad:
+            summary = f"{len(bad)} of {checked} certified days no longer match (tampering or corruption)"
+            return CheckResult("certificates", "fail", summary, bad)
+        scope = "every certified day" if deep else f"{checked} certified days (a sample; --deep: all)"
+        return CheckResult("certificates", "ok", f"{scope}: content hash and count as certified")
 
     def _products(self) -> list[tuple[str, str]]:
         return [(r["exchange"], r["symbol"]) for r in _rows(self.engine.sql(

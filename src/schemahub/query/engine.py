@@ -87,9 +87,9 @@ class QueryEngine:
             self.con.execute("SET parquet_metadata_cache = true")
             self.snapshot = self._open_snapshot(version, as_of)
             """The table version every statement reads (loaded once); None: no table yet."""
-            for create in views:
-                create(self.con)
             self._create_views()
+            for create in views:  # (after `trades`: a hook's views may read it)
+                create(self.con)
         except BaseException:
             self.con.close()
             raise

@@ -255,9 +255,14 @@ class CursorPagedSource(TradeSource):
 
     paging = "cursor"
 
+    @classmethod
     @abstractmethod
+    def cursor_at(cls, since_us: int) -> str:
+        """The cursor of the first page at/after ``since_us`` (the same for every product)."""
+
     def start_cursor(self, product: Product, since_us: int) -> str:
-        """The cursor of the first page at/after ``since_us``."""
+        """The cursor of the first page of ``product`` at/after ``since_us``."""
+        return self.cursor_at(since_us)
 
     @abstractmethod
     def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:

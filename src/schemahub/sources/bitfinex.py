@@ -80,7 +80,8 @@ class Bitfinex(CursorPagedSource):
         return self.client.fetch("/v2/conf/pub:list:pair:exchange", None,
                                  lambda response: self._parse_pairs(response, codes))
 
-    def start_cursor(self, product: Product, since_us: int) -> str:
+    @classmethod
+    def cursor_at(cls, since_us: int) -> str:
         return str(-(-since_us // 1000))  # the first millisecond at/after since: MTS >= start
 
     def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:

@@ -66,7 +66,8 @@ class Kraken(CursorPagedSource):
     def list_products(self) -> list[Product]:
         return self.client.fetch("/0/public/AssetPairs", None, self._parse_pairs)
 
-    def start_cursor(self, product: Product, since_us: int) -> str:
+    @classmethod
+    def cursor_at(cls, since_us: int) -> str:
         return str(since_us * 1000)
 
     def fetch_after(self, product: Product, cursor: str, stats: RequestStats | None = None) -> CursorPage:
