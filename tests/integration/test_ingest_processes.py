@@ -6,6 +6,7 @@ import random
 import subprocess
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,7 @@ import pytest
 from schemahub.simulator.server import Faults
 from tests.conftest import SimFactory
 from tests.helpers import (
+    PRODUCTS_FOR,
     assert_lake_matches_truth,
     checkpoint,
     cli_args,
@@ -135,7 +137,9 @@ def test_a_second_run_of_the_same_job_exits_while_the_first_is_active(lake: Lake
 
 def test_an_object_store_lake_gathers_pages_into_bigger_files_and_survives_sigkill(
         s3_lake: LakeRef, make_sim: SimFactory) -> None:
-    sim = make_sim(faults=Faults(rate_limit=False, latency_s=0.01))
+    # three times the usual history, slowed a little: every run has files left to write when killed
+    longer = [replace(p, history=p.history * 3) for p in PRODUCTS_FOR["coinbase"]]
+    sim = make_sim(products=longer, faults=Faults(rate_limit=False, latency_s=0.02))
     env = cli_env(sim, s3_lake, SCHEMAHUB_RAW_FILE_TRADES="5000")
     rng = random.Random(20261130)
     kills = 0
