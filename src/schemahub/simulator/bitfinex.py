@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Mapping
 from typing import ClassVar
 
-from schemahub.simulator.market import MS_CLOCK_ALWAYS, Market, ProductSpec, Trade, plain_number
+from schemahub.simulator.market import MS_CLOCK_ALWAYS, Market, ProductSpec, TimeView, Trade, plain_number
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
 MAX_LIMIT = 10_000
@@ -85,7 +85,7 @@ class BitfinexSim(SimulatedExchange):
         if not 1 <= limit <= MAX_LIMIT:
             return json_reply(500, ["error", 10020, "limit: invalid"])
         visible = market.visible(now_us)
-        times = _MsView(market, visible)
+        times = TimeView(market, visible, lambda trade: trade.time_us // 1000)
         lo = 0 if start is None else bisect.bisect_left(times, start)
         hi = visible if end is None else bisect.bisect_right(times, end)
         if ascending:
@@ -100,15 +100,3 @@ class BitfinexSim(SimulatedExchange):
         price = plain_number(trade.price_units, trade.price_decimals)
         return f"[{trade.trade_id},{trade.time_us // 1000},{signed},{price}]".encode()
 
-
-class _MsView:
-    """Millisecond times of the visible trades, as a sequence for bisect."""
-
-    def __init__(self, market: Market, visible: int) -> None:
-        self.market, self.visible = market, visible
-
-    def __len__(self) -> int:
-        return self.visible
-
-    def __getitem__(self, index: int) -> int:
-        return self.market.stream.trade(index, self.market.anchor_us).time_us // 1000

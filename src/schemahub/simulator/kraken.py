@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import orjson
 
-from schemahub.simulator.market import Market, ProductSpec, Trade, decimal_text
+from schemahub.simulator.market import Market, ProductSpec, TimeView, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
 MAX_COUNT = 1000
@@ -86,7 +86,7 @@ class KrakenSim(SimulatedExchange):
         if since is None:
             start = max(0, visible - count)
         else:
-            start = bisect.bisect_right(_NsView(market, visible), since)  # exclusive
+            start = bisect.bisect_right(TimeView(market, visible, _ns), since)  # exclusive
         stop = min(visible, start + count)
         rows = self.page_bytes(market, start, stop, newest_first=False)
         last = _ns(market.stream.trade(stop - 1, market.anchor_us)) if stop > start else (since or 0)
@@ -142,15 +142,3 @@ def _legacy(code: str) -> str:
         return code
     return ("Z" if code in ("USD", "EUR", "GBP", "JPY", "CAD") else "X") + code
 
-
-class _NsView:
-    """Nanosecond times of the visible trades, as a sequence for bisect."""
-
-    def __init__(self, market: Market, visible: int) -> None:
-        self.market, self.visible = market, visible
-
-    def __len__(self) -> int:
-        return self.visible
-
-    def __getitem__(self, index: int) -> int:
-        return _ns(self.market.stream.trade(index, self.market.anchor_us))

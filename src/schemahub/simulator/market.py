@@ -18,6 +18,7 @@ import hashlib
 import random
 import threading
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -217,6 +218,19 @@ class TradeStream:
         while index - rank > 0 and self.offsets_us[index - rank - 1] == self.offsets_us[index]:
             rank += 1
         return rank
+
+
+class TimeView:
+    """The visible trades' times as ``key`` gives them (ns, ms, ...): a sequence for bisect."""
+
+    def __init__(self, market: Market, visible: int, key: Callable[[Trade], int]) -> None:
+        self.market, self.visible, self.key = market, visible, key
+
+    def __len__(self) -> int:
+        return self.visible
+
+    def __getitem__(self, index: int) -> int:
+        return self.key(self.market.stream.trade(index, self.market.anchor_us))
 
 
 class Market:
