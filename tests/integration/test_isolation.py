@@ -132,9 +132,10 @@ def test_a_corrupt_checkpoint_fails_only_its_product(tmp_path: Path, make_sim: S
 def test_a_signal_stops_every_exchange_within_seconds(tmp_path: Path, make_sim: SimFactory,
                                                       sig: signal.Signals) -> None:
     lake = tmp_path / "lake"
-    # half the default (larger) products: a run at 20 pages/s takes long enough to be interrupted
+    # a quarter of the default (larger) products: a run at 20 pages/s takes long enough to be
+    # interrupted (every venue is made to hang once it wrote something)
     sims = [make_sim(exchange=name, faults=Faults(rate_limit=False, latency_s=0.05),
-                     products=[replace(p, history=p.history // 2) for p in default_products(name)])
+                     products=[replace(p, history=p.history // 4) for p in default_products(name)])
             for name in list_exchanges()]
     for name in list_exchanges():
         _seed(lake, name)
