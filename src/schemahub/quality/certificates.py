@@ -115,7 +115,7 @@ class Certificates:
 
     def rows(self) -> list[dict[str, Any]]:
         table = self.load()
-        return [] if table is None else sorted(table.to_pyarrow_table().to_pylist(), key=_key)
+        return [] if table is None else rows_of(table)
 
     def merge(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace the certificates of these days, in one commit."""
@@ -258,9 +258,13 @@ def _sequence(exchange: str) -> str | None:
     return "day" if archive is not None and archive.day_numbered else None
 
 
-def verify(engine: QueryEngine, storage: Storage, deep: bool) -> tuple[list[dict[str, Any]], int]:
+def rows_of(table: DeltaTable) -> list[dict[str, Any]]:
+    """Every certificate of a loaded certificate table, in key order."""
+    return sorted(table.to_pyarrow_table().to_pylist(), key=_key)
+
+
+def verify(engine: QueryEngine, rows: list[dict[str, Any]], deep: bool) -> tuple[list[dict[str, Any]], int]:
     """(mismatches, days checked): certified days whose rows no longer hash or count the same."""
-    rows = Certificates(storage).rows()
     if not deep:  # a deterministic sample that moves with the data: the smallest hashes
         rows = sorted(rows, key=lambda r: hashlib.sha256(r["content_hash"].encode()).hexdigest())[:SAMPLE]
     wanted: dict[str, set[date]] = {}

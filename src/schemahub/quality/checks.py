@@ -38,6 +38,7 @@ from schemahub.metrics.runs import RunProduct, RunRecord
 from schemahub.quality import state_files
 from schemahub.query.engine import QueryEngine
 from schemahub.raw.layout import parse_key
+from schemahub.sources.base import TradeSource
 from schemahub.table.delta import Cursor, TradesTable
 from schemahub.transform import state
 
@@ -123,9 +124,10 @@ class Checker:
     def certificates(self, deep: bool) -> CheckResult:
         from schemahub.quality import certificates
 
-        if certificates.Certificates(self.storage).load() is None:
+        table = certificates.Certificates(self.storage).load()
+        if table is None:
             return CheckResult("certificates", "skip", "no certificates yet (`schemahub certify`)")
-        bad, checked = certificates.verify(self.engine, self.storage, deep)
+        bad, checked = certificates.verify(self.engine, certificates.rows_of(table), deep)
         if bad:
             summary = f"{len(bad)} of {checked} certified days no longer match (tampering or corruption)"
             return CheckResult("certificates", "fail", summary, bad)
@@ -294,25 +296,27 @@ class Checker:
         return compare_raw_with_table(self.storage, self.engine, windows, {q.key for q in quarantined})
 
 
-def _publication_lag(exchange: str) -> timedelta:
-    """How far a venue's newest trade trails by design: two days where trades arrive only in
-    the next day's archive file (Bybit), nothing otherwise."""
+def _connector(exchange: str) -> type[TradeSource] | None:
+    """The venue's connector class (None: an exchange no longer registered)."""
     from schemahub.sources.registry import source_class
 
     try:
-        return timedelta(days=2) if source_class(exchange).paging == "archive" else timedelta(0)
+        return source_class(exchange)
     except SchemahubError:
-        return timedelta(0)
+        return None
+
+
+def _publication_lag(exchange: str) -> timedelta:
+    """How far a venue's newest trade trails by design: two days where trades arrive only in
+    the next day's archive file (Bybit), nothing otherwise."""
+    connector = _connector(exchange)
+    return timedelta(days=2) if connector is not None and connector.paging == "archive" else timedelta(0)
 
 
 def _dense_ids(exchange: str) -> bool:
     """Whether the venue's ids count its trades (an exchange no longer registered: assume so)."""
-    from schemahub.sources.registry import source_class
-
-    try:
-        return source_class(exchange).dense_ids
-    except SchemahubError:
-        return True
+    connector = _connector(exchange)
+    return connector is None or connector.dense_ids
 
 
 def _human(span: timedelta) -> str:
