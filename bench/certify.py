@@ -31,7 +31,7 @@ from query import build
 from schemahub import pipeline
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.storage import LocalStorage
-from schemahub.quality.certificates import _DAY_STATS
+from schemahub.quality.certificates import DAY_STATS_SQL
 from schemahub.settings import Settings
 from schemahub.table.delta import TradesTable
 from synth import START
@@ -69,7 +69,7 @@ def main() -> None:
         exchanges = [r["exchange"] for r in engine.sql("SELECT DISTINCT exchange FROM trades").to_pylist()]
         days = [(START + timedelta(days=d)).date() for d in range(args.days)]
         started = time.perf_counter()
-        scanned = sum(engine.sql(_DAY_STATS, {"exchange": e, "days": days}).num_rows for e in exchanges)
+        scanned = sum(engine.sql(DAY_STATS_SQL, {"exchange": e, "days": days}).num_rows for e in exchanges)
         scan_s = time.perf_counter() - started
         engine.close()
 

@@ -66,7 +66,7 @@ SCHEMA = pa.schema([
     ("cross_check", pa.string()),
 ])
 
-_DAY_STATS = """
+DAY_STATS_SQL = """
 WITH rows AS (
     SELECT *, epoch_us(trade_ts) - lag(epoch_us(trade_ts)) OVER (
         PARTITION BY exchange, symbol, trade_date ORDER BY trade_ts, TRY_CAST(trade_id AS BIGINT)) AS gap_us
@@ -155,7 +155,7 @@ def certify(storage: Storage, engine: QueryEngine, exchanges: set[str] | None = 
             todo.setdefault(exchange, set()).add(day)
     gap_logs = GapLogStore(storage)
     for exchange, days in sorted(todo.items()):
-        stats = engine.sql(_DAY_STATS, {"exchange": exchange, "days": sorted(days)}).to_pylist()
+        stats = engine.sql(DAY_STATS_SQL, {"exchange": exchange, "days": sorted(days)}).to_pylist()
         for stat in stats:
             if stat["day"] not in closed.get((exchange, stat["symbol"]), set()):
                 continue
@@ -272,7 +272,7 @@ def verify(engine: QueryEngine, rows: list[dict[str, Any]], deep: bool) -> tuple
         wanted.setdefault(row["exchange"], set()).add(row["day"])
     now: dict[tuple[str, str, date], dict[str, Any]] = {}
     for exchange, days in wanted.items():
-        for stat in engine.sql(_DAY_STATS, {"exchange": exchange, "days": sorted(days)}).to_pylist():
+        for stat in engine.sql(DAY_STATS_SQL, {"exchange": exchange, "days": sorted(days)}).to_pylist():
             now[(exchange, stat["symbol"], stat["day"])] = stat
     bad = []
     for row in rows:
