@@ -74,7 +74,7 @@ def main() -> None:
         engine.close()
 
         started = time.perf_counter()
-        first = pipeline.certify(settings)
+        first = pipeline.certify(settings, cross_check=False)  # the table's work alone
         first_s = time.perf_counter() - started
 
         table = TradesTable(str(lake / "table" / "trades")).load()
@@ -85,7 +85,7 @@ def main() -> None:
         one_day = one_day.set_column(one_day.schema.get_field_index("trade_id"), "trade_id", new_ids)
         write_deltalake(table, one_day, mode="append", partition_by=["exchange", "trade_date"])
         started = time.perf_counter()
-        again = pipeline.certify(settings)
+        again = pipeline.certify(settings, cross_check=False)
         incremental_s = time.perf_counter() - started
 
     print(json.dumps({

@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemahub.errors import ConfigError, CorruptState, LockHeld
 from schemahub.identifiers import symbol as valid_symbol
-from schemahub.infra.checkpoints import Checkpoint, CheckpointStore, RepairRange
+from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.lake import Backends, connect_lake
 from schemahub.infra.locks import Lease, LeaseKeeper, new_owner_id
 from schemahub.ingest import exchanges
 from schemahub.ingest import products as product_list
-from schemahub.ingest.connect import open_source
+from schemahub.ingest.connect import VenueAggregates, open_source
 from schemahub.ingest.recovery import Rebuilt, derive_checkpoint, write_checkpoint
 from schemahub.ingest.report import IngestReport, Progress, record_ingest
 from schemahub.metrics import runs
@@ -32,7 +32,7 @@ from schemahub.sources.registry import source_class
 from schemahub.stop import StopToken
 
 if TYPE_CHECKING:
-    from schemahub.ingest.repair import Released
+    from schemahub.ingest.repair import Disagreement, Released, RepairItem
     from schemahub.quality.certificates import CertifyReport
     from schemahub.quality.checks import CheckOptions, CheckResult
     from schemahub.query.engine import QueryEngine
@@ -118,41 +118,52 @@ def update_seed(settings: Settings, exchange: str, pattern: str | None, dry_run:
 @dataclass
 class RepairReport:
     dry_run: bool
-    pending: dict[tuple[str, str], list[RepairRange]]
-    """What was to be fetched (or, in a dry run, would be)."""
+    items: list[RepairItem]
+    """What was to be fetched (or, in a dry run, would be), with why."""
     reports: list[IngestReport]
+    transform: TransformReport | None = None
+    """The transform that put the repaired trades in the table (None: nothing was fetched)."""
 
     @property
     def failed(self) -> bool:
-        return any(not r.ok and not r.interrupted for r in self.reports)
+        failed_transform = self.transform is not None and self.transform.needs_attention
+        return failed_transform or any(not r.ok and not r.interrupted for r in self.reports)
 
     @property
     def interrupted(self) -> bool:
         return any(r.interrupted for r in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run,
-                "pending": [{"exchange": e, "symbol": s,
-                             "ranges": [r.model_dump(mode="json") for r in ranges]}
-                            for (e, s), ranges in sorted(self.pending.items())],
-                "reports": [r.to_dict() for r in self.reports]}
+        return {"dry_run": self.dry_run, "items": [i.to_dict() for i in self.items],
+                "reports": [r.to_dict() for r in self.reports],
+                "transform": None if self.transform is None else self.transform.to_dict()}
 
 
-def repair(settings: Settings, names: list[str], *, dry_run: bool = False,
-           stop: StopToken | None = None) -> RepairReport:
-    """Fetch again what is missing for a known reason: each product's requested repair ranges."""
+def repair(settings: Settings, names: list[str], *, dry_run: bool = False, stop: StopToken | None = None,
+           now: datetime | None = None) -> RepairReport:
+    """Fetch again what is missing for a reason we can act on (ingest/repair.py ``plan``), then
+    transform it: quarantined files, unexplained id gaps, exchange gaps due to be asked once
+    more, days whose cross-check disagrees."""
     from schemahub.ingest.engine import Ingestor
-    from schemahub.ingest.repair import pending
+    from schemahub.ingest.repair import pending, plan, release, request
+    from schemahub.transform.report import TransformOptions
 
     stop = stop or StopToken()
+    now = now or datetime.now(UTC)
     backends = open_backends(settings, create=False)
-    wanted = {key: [r for r in ranges if r.fetched_at is None]
-              for key, ranges in pending(backends.storage).items() if key[0] in names}
-    wanted = {key: ranges for key, ranges in wanted.items() if ranges}
-    report = RepairReport(dry_run, wanted, [])
-    if dry_run or not wanted:
+    unexplained, disagreements = _repair_evidence(settings, backends, set(names))
+    items = plan(backends.storage, set(names), now=now, gap_wait_s=settings.repair_gap_wait_s,
+                 unexplained=unexplained, disagreements=disagreements)
+    report = RepairReport(dry_run, items, [])
+    if dry_run or not any(i.fetches for i in items):
         return report
     with runs.recording(backends.storage, "repair", _emit(settings)) as record:
+        quarantined = [i.key for i in items if i.key is not None]
+        if quarantined:
+            release(backends.storage, quarantined)
+        request(backends.storage, items, now)
+        wanted = {key for key, ranges in pending(backends.storage).items()
+                  if key[0] in names and any(r.fetched_at is None for r in ranges)}
         for exchange in sorted({e for e, _ in wanted}):
             symbols = {s for e, s in wanted if e == exchange}
             with open_source(settings, exchange, stop=stop) as source:
@@ -163,10 +174,37 @@ def repair(settings: Settings, names: list[str], *, dry_run: bool = False,
                 result.http = source.client.stats.snapshot()
                 report.reports.append(result)
         record_ingest(record, report.reports)
-        record.details["repaired_ranges"] = [
-            {"exchange": e, "symbol": s, "first_id": r.first_id, "last_id": r.last_id, "reason": r.reason}
-            for (e, s), ranges in sorted(wanted.items()) for r in ranges]
+        record.details["repaired"] = [i.to_dict() for i in items]
+    if not stop.stopped and any(p.trades for r in report.reports for p in r.products):
+        report.transform = transform(settings, TransformOptions(), stop=stop)
     return report
+
+
+def _repair_evidence(settings: Settings, backends: Backends, names: set[str]) -> tuple[
+        dict[tuple[str, str], list[tuple[int, int]]], list[Disagreement]]:
+    """From the table: unexplained id gaps; from the certificates: days whose cross-check disagrees."""
+    import json
+
+    from schemahub.ingest.repair import Disagreement
+    from schemahub.quality.certificates import Certificates
+    from schemahub.quality.checks import Checker
+
+    engine = query_engine(settings, backends=backends)
+    try:
+        unexplained = Checker(backends.storage, trades_table(backends), engine).unexplained_gaps()
+    finally:
+        engine.close()
+    disagreements = []
+    for row in Certificates(backends.storage).rows():
+        cross = json.loads(row["cross_check"])
+        if row["exchange"] in names and cross.get("result") == "disagrees":
+            first, last = row["first_trade_id"], row["last_trade_id"]
+            numbered = first.isdigit() and last.isdigit()
+            summary = f"{cross['source']} disagree on {cross['differences']} figure(s)"
+            disagreements.append(Disagreement(row["exchange"], row["symbol"], row["day"],
+                                              int(first) if numbered else None,
+                                              int(last) if numbered else None, summary))
+    return unexplained, disagreements
 
 
 def quarantined(settings: Settings) -> list[Quarantined]:
@@ -360,18 +398,22 @@ def check(settings: Settings, options: CheckOptions) -> list[CheckResult]:
         engine.close()
 
 
-def certify(settings: Settings, exchanges: set[str] | None = None) -> CertifyReport:
-    """Certificates for every closed day not certified yet or whose rows changed (one commit)."""
+def certify(settings: Settings, exchanges: set[str] | None = None, *, cross_check: bool = True,
+            stop: StopToken | None = None) -> CertifyReport:
+    """Certificates for every closed day not certified yet or whose rows changed (one commit);
+    ``cross_check``: compare each day with the venue's own aggregates (network requests)."""
     from schemahub.quality.certificates import certify as issue
 
     backends = open_backends(settings, create=False)
     engine = query_engine(settings, backends=backends)
     try:
         with runs.recording(backends.storage, "certify", _emit(settings)) as record, \
-                LeaseKeeper(backends.locks, new_owner_id(), settings.locks.ttl) as keeper:
+                LeaseKeeper(backends.locks, new_owner_id(), settings.locks.ttl) as keeper, \
+                VenueAggregates(settings, stop) as venues:
             lease = keeper.acquire("certify")  # one certifier at a time: the MERGEs never race
             try:
-                report = issue(backends.storage, engine, exchanges)
+                report = issue(backends.storage, engine, exchanges,
+                               aggregates=venues if cross_check else None)
             finally:
                 keeper.release(lease)
             record.details.update(report.to_dict())

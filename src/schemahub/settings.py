@@ -127,6 +127,9 @@ class Settings:
     glue_database: str = DEFAULT_GLUE_DATABASE
     aws: Aws = field(default_factory=Aws)
     venues: Mapping[str, VenueSettings] = field(default_factory=dict)
+    repair_gap_wait_s: float = 6 * 3600.0
+    """How long an id range the exchange skipped waits before ``repair`` asks for it once more
+    (exchanges restore data after an incident; asking at once would only see the hole again)."""
 
     @classmethod
     def load(cls, lake: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,7 +145,8 @@ def known_variables() -> list[str]:
              "SCHEMAHUB_HTTP_READ_TIMEOUT", "SCHEMAHUB_RETRY_MAX_ATTEMPTS", "SCHEMAHUB_RETRY_BASE",
              "SCHEMAHUB_RETRY_CAP", "SCHEMAHUB_BREAKER_THRESHOLD", "SCHEMAHUB_BREAKER_COOLDOWN",
              "SCHEMAHUB_RATE_LIMIT_PAUSE", "SCHEMAHUB_LOCK_TTL", "SCHEMAHUB_METRICS",
-             "SCHEMAHUB_METRICS_NAMESPACE", "SCHEMAHUB_RAW_FILE_TRADES", "SCHEMAHUB_RAW_FILE_MAX_AGE"]
+             "SCHEMAHUB_METRICS_NAMESPACE", "SCHEMAHUB_RAW_FILE_TRADES", "SCHEMAHUB_RAW_FILE_MAX_AGE",
+             "SCHEMAHUB_REPAIR_GAP_WAIT"]
     for exchange in list_exchanges():
         suffixes = _VENUE_SETTINGS + (_ARCHIVE_SETTINGS if spec(exchange).archive else ())
         names += [f"SCHEMAHUB_{exchange.upper()}_{suffix}" for suffix in suffixes]
@@ -226,4 +230,5 @@ def parse(env: Mapping[str, str], lake: str | None = None) -> Settings:
         glue_database=database,
         aws=Aws.from_env(env),
         venues=venues,
+        repair_gap_wait_s=number("SCHEMAHUB_REPAIR_GAP_WAIT", Settings.repair_gap_wait_s),
     )

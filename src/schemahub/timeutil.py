@@ -31,6 +31,11 @@ def iso_to_us(text: str) -> int:
     return to_us(moment)
 
 
+def us_to_iso(us: int) -> str:
+    """Epoch microseconds as ISO-8601 UTC with a ``Z`` (what REST APIs take for a time)."""
+    return from_us(us).isoformat().replace("+00:00", "Z")
+
+
 def now_us() -> int:
     return to_us(datetime.now(UTC))
 

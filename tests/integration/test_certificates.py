@@ -30,9 +30,9 @@ from tests.helpers import (
     cli_env,
     delta_table,
     ingest,
-    lake_settings,
     raw_files,
     run_cli,
+    settings,
     transform,
 )
 from tests.lakes import LakeLike, LakeRef, as_lake
@@ -67,8 +67,8 @@ def _truth(sim: Simulator) -> dict[date, dict[str, Any]]:
     return out
 
 
-def _certify(lake: LakeLike) -> Any:
-    return pipeline.certify(lake_settings(lake))
+def _certify(lake: LakeLike, sim: Simulator) -> Any:
+    return pipeline.certify(settings(lake, sim))
 
 
 def _certificates(lake: LakeLike) -> list[dict[str, Any]]:
@@ -83,7 +83,7 @@ def test_certificates_equal_the_truth_and_stay_put(lake: LakeRef, make_sim: SimF
     sim = _sim(make_sim)
     ingest(lake, sim, [SYMBOL], since_us=EPOCH_2020_US)
     transform(lake)
-    first = _certify(lake)
+    first = _certify(lake, sim)
     truth = _truth(sim)
     rows = _certificates(lake)
     # closed days: every whole day before the clock's (2026-11-20); the history's first day counts
@@ -94,15 +94,17 @@ def test_certificates_equal_the_truth_and_stay_put(lake: LakeRef, make_sim: SimF
     for row in rows:
         want = truth[row["day"]]
         assert {k: row[k] for k in want} == want, row["day"]
-        assert row["table_version"] == first.table_version and row["cross_check"] == "not_available"
+        assert row["table_version"] == first.table_version
+        cross = json.loads(row["cross_check"])  # Coinbase's 1-minute candles: volume per minute
+        assert (cross["source"], cross["result"], cross["differences"]) == ("candles 1m", "agrees", 0)
         evidence = json.loads(row["evidence"])["exchange_gaps"]
         assert sum(g["last_id"] - g["first_id"] + 1 for g in evidence) == row["exchange_gap_ids"]
 
-    again = _certify(lake)  # nothing changed: nothing is computed
+    again = _certify(lake, sim)  # nothing changed: nothing is computed
     assert (again.computed, again.unchanged) == (0, len(rows))
     compacted = run_cli("compact", "--lake", lake.url, env=cli_env(None, lake))
     assert compacted.returncode == 0, compacted.stderr
-    after = _certify(lake)  # compaction rewrote files, not rows: still nothing to compute
+    after = _certify(lake, sim)  # compaction rewrote files, not rows: still nothing to compute
     assert after.computed == 0 and _certificates(lake) == rows
     checked = run_cli("check", "--deep", "--json", "--freshness", "3650d", "--lake", lake.url,
                       env=cli_env(None, lake))
@@ -116,7 +118,7 @@ def test_a_hand_edited_row_fails_check_on_its_day(tmp_path: Path, make_sim: SimF
     lake = tmp_path / "lake"
     ingest(lake, sim, [SYMBOL], since_us=EPOCH_2020_US)
     transform(lake)
-    _certify(lake)
+    _certify(lake, sim)
     victim = _certificates(lake)[1]
     delta_table(lake).update(updates={"price": "price + 1"},
                              predicate=f"trade_id = '{victim['first_trade_id']}'")
@@ -141,7 +143,7 @@ def test_missing_trades_make_a_day_incomplete(tmp_path: Path, make_sim: SimFacto
     storage = as_lake(lake).storage()
     storage.write(key, (storage.read(key) or b"")[:100])
     run_cli("transform", "--lake", str(lake), env=cli_env(None))
-    report = _certify(lake)
+    report = _certify(lake, sim)
     day = {r["day"]: r for r in _certificates(lake)}[date(2026, 11, 17)]
     assert day["status"] == "incomplete" and day["unexplained_ids"] >= len(records)
     assert report.by_status.get("incomplete") == 1
@@ -153,7 +155,7 @@ def test_a_venue_without_an_id_sequence_is_unverifiable(tmp_path: Path, make_sim
     lake = tmp_path / "lake"
     ingest(lake, sim, [spec.symbol], since_us=EPOCH_2020_US)
     transform(lake)
-    _certify(lake)
+    _certify(lake, sim)
     rows = _certificates(lake)
     assert rows and {r["status"] for r in rows} == {"unverifiable"}
     assert all(r["expected"] is None for r in rows)
@@ -165,7 +167,7 @@ def test_certify_exports_json_lines(tmp_path: Path, make_sim: SimFactory, fmt: s
     lake = tmp_path / "lake"
     ingest(lake, sim, [SYMBOL], since_us=EPOCH_2020_US)
     transform(lake)
-    done = run_cli("certify", "--export", str(tmp_path / "out"), "--lake", str(lake), env=cli_env(None))
+    done = run_cli("certify", "--export", str(tmp_path / "out"), "--lake", str(lake), env=cli_env(sim))
     assert done.returncode == 0, done.stderr
     assert "day(s) computed" in done.stdout
     text = (tmp_path / "out" / f"certificates.{fmt}").read_text()

@@ -153,7 +153,8 @@ def test_released_quarantined_files_are_fetched_again_and_check_ends_green(
 
     plan = run_cli("repair", "--dry-run", "--exchange", exchange, "--json", "--lake", lake.url,
                    env=cli_env(sim, lake))
-    assert [p["symbol"] for p in orjson.loads(plan.stdout)["pending"]] == [symbol]
+    planned = orjson.loads(plan.stdout)["items"]
+    assert {(i["symbol"], i["kind"]) for i in planned} == {(symbol, "requested")}
     repaired = run_cli("repair", "--lake", lake.url, env=cli_env(sim, lake))
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert run_cli("transform", "--lake", lake.url, env=env).returncode == 0

@@ -38,8 +38,8 @@ R = TypeVar("R")
 log = logging.getLogger("schemahub.cli")
 
 PIPELINE_ORDER = (
-    "update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query", "quarantine",
-    "checkpoints",
+    "run", "update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query",
+    "quarantine", "checkpoints",
     "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor", "simulate", "version",
 )
 """Commands as ``--help`` lists them: the order data flows through them, then tools."""
@@ -154,6 +154,15 @@ def parse_since(text: str, now: datetime | None = None) -> int:
     if moment > now:
         raise ConfigError(f"--since {text!r} is in the future")
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d``."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match or int(match[1]) == 0:
+        raise ConfigError(f"{option} {text!r} is not a duration like 90m, 2h or 1d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
 
 
 def split_names(products: str | None) -> list[str] | None:

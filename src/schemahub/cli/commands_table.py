@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +20,7 @@ from schemahub.cli.app import (
     err,
     errors,
     out,
+    parse_duration,
     settings_for,
     stop_on_signals,
 )
@@ -175,14 +176,6 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
 
 
-def _parse_duration(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if not match:
-        raise ConfigError(f"--freshness {text!r} is not a duration like 90m, 2h or 1d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-    return timedelta(**{unit: int(match[1])})
-
-
 @app.command()
 @errors
 def certify(
@@ -190,6 +183,10 @@ def certify(
         help="Only these exchanges (comma-separated; default: all).")] = None,
     export: Annotated[Path | None, typer.Option(
         "--export", help="Also write every certificate as JSON lines to DIR/certificates.jsonl.")] = None,
+    cross_check: Annotated[bool, typer.Option(
+        "--cross-check/--no-cross-check",
+        help="Compare each day with the venue's own aggregates (klines, candles, OHLC): network requests.")]
+        = True,
     json_output: JsonOption = False,
     lake: LakeOption = None,
 ) -> None:
@@ -198,7 +195,8 @@ def certify(
 
     chosen = {e.strip() for e in exchange.split(",") if e.strip()} if exchange else None
     settings = settings_for(lake)
-    report = pipeline.certify(settings, chosen)
+    with stop_on_signals() as stop:
+        report = pipeline.certify(settings, chosen, cross_check=cross_check, stop=stop)
     if export is not None:
         rows = certificates.Certificates(pipeline.open_backends(settings, create=False).storage).rows()
         export.mkdir(parents=True, exist_ok=True)
@@ -229,7 +227,7 @@ def check(
     """Data-quality checks; exit status 1 when any fails."""
     from schemahub.quality.checks import CheckOptions
 
-    options = CheckOptions(freshness=_parse_duration(freshness), deep=deep)
+    options = CheckOptions(freshness=parse_duration(freshness, "--freshness"), deep=deep)
     results = pipeline.check(settings_for(lake), options)
     if json_output:
         output.print_json([vars(r) for r in results])

@@ -11,6 +11,7 @@ from schemahub.cli import (  # noqa: F401 - they register
     commands_dev,
     commands_ingest,
     commands_observe,
+    commands_run,
     commands_table,
 )
 from schemahub.cli.app import app, hoist_global_options, plain_metavars

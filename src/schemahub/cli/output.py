@@ -129,17 +129,21 @@ def print_ingest(report: IngestReport, console: Console, errors: Console, wide: 
 
 
 def print_repair(report: RepairReport, console: Console, errors: Console) -> None:
-    if not report.pending:
-        console.print("nothing to repair: no released quarantined files are waiting")
+    if not report.items:
+        console.print("nothing to repair: no quarantined file, unexplained gap, exchange gap due to be "
+                      "asked again, or disagreeing cross-check")
         return
-    rows = [(f"{e} {s}", ", ".join(f"{r.first_id}..{r.last_id}" for r in ranges), ranges[0].reason)
-            for (e, s), ranges in sorted(report.pending.items())]
+    rows = [(f"{i.exchange} {i.symbol}", f"{i.first_id}..{i.last_id}", i.kind.replace("_", " "), i.reason)
+            for i in report.items]
     verb = "would fetch" if report.dry_run else "fetched"
-    console.print(table(("product", "ids", "why"), rows, f"repair: {verb}"))
+    console.print(table(("product", "ids", "what", "why"), rows, f"repair: {verb}"))
     for result in report.reports:
         print_ingest(result, console, errors)
-    if not report.dry_run:
-        console.print("next: `schemahub transform` puts the repaired trades in the table")
+    if report.transform is not None:
+        print_transform(report.transform, console)
+    if not report.dry_run and any(i.kind == "cross_check" for i in report.items):
+        console.print("next: `schemahub certify` re-checks the repaired days (a disagreeing day stays "
+                      "incomplete until the venue's figure and ours agree)")
 
 
 def checkpoints_table(rows: Sequence[CheckpointRow], wide: bool = False) -> Table:

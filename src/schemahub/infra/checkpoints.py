@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -97,6 +97,8 @@ class Gap(_Model):
     last_id: int
     detected_at: datetime
     run_id: str
+    confirmed_at: list[datetime] = []
+    """When ``repair`` asked the exchange for these ids again and they were still absent."""
 
 
 class GapLog(_Model):
@@ -119,8 +121,11 @@ def checkpoint_key(exchange: str, sym: str) -> str:
     return f"{_CHECKPOINTS}{exchange_name(exchange)}/{symbol(sym)}.json"
 
 
+_GAPS = "state/gaps/"
+
+
 def gap_log_key(exchange: str, sym: str) -> str:
-    return f"state/gaps/{exchange_name(exchange)}/{symbol(sym)}.json"
+    return f"{_GAPS}{exchange_name(exchange)}/{symbol(sym)}.json"
 
 
 def _load(storage: Storage, key: str, model: type[M], what: str, recovery: str) -> Stored[M] | None:
@@ -173,10 +178,44 @@ class GapLogStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
+    def listed(self) -> Iterator[tuple[str, str, str]]:
+        """(key, exchange, symbol) of every gap log."""
+        for info in self.storage.list(_GAPS):
+            exchange, _, name = info.key.removeprefix(_GAPS).partition("/")
+            yield info.key, exchange, name.removesuffix(".json")
+
     def load(self, exchange: str, sym: str) -> Stored[GapLog] | None:
         return _load(self.storage, gap_log_key(exchange, sym), GapLog, "gap log",
                      "Move it aside; the next ingest of an already-covered range cannot "
                      "re-detect old gaps, so restore it from a backup if you need them.")
+
+    def confirm(self, exchange: str, sym: str, first_id: int, last_id: int,
+                still_missing: list[tuple[int, int]], at: datetime) -> None:
+        """The exchange was asked again for ``first_id..last_id``: the logged gaps there shrink to
+        what is ``still_missing`` (each keeps its history and gains a confirmation); ids it now
+        served are no longer gaps."""
+        previous = self.load(exchange, sym)
+        if previous is None:
+            return
+        kept, touched = [], []
+        for gap in previous.value.gaps:
+            if gap.first_id > last_id or gap.last_id < first_id:
+                kept.append(gap)
+                continue
+            touched.append(gap)
+            if gap.first_id < first_id:  # the parts outside what was asked stay as they were
+                kept.append(gap.model_copy(update={"last_id": first_id - 1}))
+            if gap.last_id > last_id:
+                kept.append(gap.model_copy(update={"first_id": last_id + 1}))
+        confirmed = []
+        for a, b in still_missing:
+            origin = next((g for g in touched if g.first_id <= b and g.last_id >= a), None)
+            if origin is None:
+                continue  # not a logged gap: the caller logs new ranges with ``add``
+            confirmed.append(origin.model_copy(update={"first_id": a, "last_id": b,
+                                                       "confirmed_at": [*origin.confirmed_at, at]}))
+        log = GapLog(exchange=exchange, symbol=sym, gaps=sorted(kept + confirmed, key=lambda g: g.first_id))
+        _save(self.storage, gap_log_key(exchange, sym), log, previous)
 
     def add(self, exchange: str, sym: str, ranges: list[tuple[int, int]], *, run_id: str,
             detected_at: datetime) -> None:
@@ -191,6 +230,9 @@ class GapLogStore:
         log = GapLog(exchange=exchange, symbol=sym,
                      gaps=sorted(gaps + fresh, key=lambda g: g.first_id))
         _save(self.storage, gap_log_key(exchange, sym), log, previous)
+
+
+RepairKind = Literal["quarantined", "unexplained_gap", "exchange_gap"]
 
 
 class RepairRange(_Model):
@@ -208,6 +250,9 @@ class RepairRange(_Model):
     fetched_at: datetime | None = None
     first_day: date | None = None
     """The UTC day the range's trades start (cursor venues re-fetch from there)."""
+    kind: RepairKind = "quarantined"
+    """Why: a released quarantined file, ids missing for no logged reason, or ids the exchange
+    skipped asked once more (what is still absent then is confirmed in the gap log)."""
 
 
 class RepairLog(_Model):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from datetime import UTC, date, datetime
 
 import httpx
 
@@ -12,10 +13,12 @@ from schemahub.errors import ConfigError
 from schemahub.http.client import ClientConfig, ExchangeClient
 from schemahub.http.retry import RetryPolicy
 from schemahub.settings import Settings
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket
 from schemahub.sources.archive import ArchiveSource
-from schemahub.sources.base import TradeSource
+from schemahub.sources.base import Product, TradeSource
 from schemahub.sources.registry import source_class, spec
 from schemahub.stop import StopToken
+from schemahub.timeutil import to_us
 
 
 def base_url(settings: Settings, cls: type[TradeSource]) -> str:
@@ -88,3 +91,42 @@ def open_source(settings: Settings, exchange: str, *, rate: float | None = None,
     config = client_config(settings, cls, rate=rate, burst=burst, unlimited=unlimited)
     with ExchangeClient(exchange, config, transport=transport, stop=stop) as client:
         yield cls(client, endpoint(settings, cls))
+
+
+class VenueAggregates:
+    """The venues' own aggregates for the certificates' cross-check (``quality.crosscheck``),
+    each venue's connector opened on first use and closed with this object."""
+
+    def __init__(self, settings: Settings, stop: StopToken | None = None) -> None:
+        self.settings, self.stop = settings, stop
+        self._stack = ExitStack()
+        self._sources: dict[str, TradeSource] = {}
+        self._natives: dict[str, dict[str, Product]] = {}
+
+    def __enter__(self) -> VenueAggregates:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()
+
+    def _source(self, exchange: str) -> TradeSource:
+        if exchange not in self._sources:
+            self._sources[exchange] = self._stack.enter_context(open_source(self.settings, exchange,
+                                                                            stop=self.stop))
+        return self._sources[exchange]
+
+    def feed(self, exchange: str) -> AggregateFeed | None:
+        cls = source_class(exchange)
+        if cls.aggregate_feed is TradeSource.aggregate_feed:
+            return None  # the venue publishes no aggregates: no connection needed
+        return self._source(exchange).aggregate_feed()
+
+    def day(self, exchange: str, symbol: str, day: date) -> list[VenueBucket]:
+        source = self._source(exchange)
+        if exchange not in self._natives:
+            self._natives[exchange] = {p.symbol: p for p in source.list_products()}
+        product = self._natives[exchange].get(symbol)
+        if product is None:
+            raise ConfigError(f"{exchange} no longer lists {symbol}: its aggregates cannot be fetched")
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return source.day_aggregates(product, to_us(start))

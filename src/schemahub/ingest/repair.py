@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+from schemahub import idranges
 from schemahub.errors import ConfigError, SchemahubError
 from schemahub.infra.checkpoints import GapLogStore, RepairRange, RepairStore
 from schemahub.infra.storage import Storage
@@ -102,6 +103,122 @@ def pending(storage: Storage) -> dict[tuple[str, str], list[RepairRange]]:
     return found
 
 
+@dataclass(frozen=True)
+class RepairItem:
+    """One thing ``schemahub repair`` fetches (or, for ``cross_check``, can only report)."""
+
+    exchange: str
+    symbol: str
+    first_id: int
+    last_id: int
+    kind: str
+    """requested | quarantined | unexplained_gap | exchange_gap | cross_check"""
+    reason: str
+    key: str | None = None
+    """The quarantined raw file (kind ``quarantined``)."""
+
+    @property
+    def fetches(self) -> bool:
+        return self.kind != "cross_check"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"exchange": self.exchange, "symbol": self.symbol, "first_id": self.first_id,
+                "last_id": self.last_id, "ids": self.last_id - self.first_id + 1, "kind": self.kind,
+                "reason": self.reason, "fetches": self.fetches}
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A certified day whose cross-check with the venue's aggregates disagrees."""
+
+    exchange: str
+    symbol: str
+    day: date
+    first_id: int | None
+    last_id: int | None
+    summary: str
+
+
+def plan(storage: Storage, names: set[str], *, now: datetime, gap_wait_s: float,
+         unexplained: dict[tuple[str, str], list[tuple[int, int]]],
+         disagreements: list[Disagreement]) -> list[RepairItem]:
+    """Everything missing for a reason repair can act on, per product, without fetching anything.
+
+    * ranges already requested and not fetched yet;
+    * quarantined raw files (released when the repair runs: set aside, fetched again);
+    * ids missing from the table for no logged reason (``unexplained``, from the table);
+    * ids the exchange skipped, asked once more after ``gap_wait_s`` (at once on a day whose
+      cross-check disagrees); afterwards they are confirmed and never asked again;
+    * days whose cross-check disagrees but no id is missing: listed, nothing to fetch.
+    """
+    items: list[RepairItem] = []
+    taken: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for key, ranges in pending(storage).items():
+        if key[0] not in names:
+            continue
+        for r in ranges:
+            taken.setdefault(key, []).append((r.first_id, r.last_id))
+            if r.fetched_at is None:
+                items.append(RepairItem(*key, r.first_id, r.last_id, "requested", r.reason))
+    for record in state.all_quarantined(storage):
+        raw = parse_key(record.key)
+        if raw is None or raw.exchange not in names or is_derived(raw.first_id):
+            continue
+        taken.setdefault((raw.exchange, raw.symbol), []).append((raw.first_id, raw.last_id))
+        items.append(RepairItem(raw.exchange, raw.symbol, raw.first_id, raw.last_id, "quarantined",
+                                f"quarantined: {record.reason}", record.key))
+    for key, holes in sorted(unexplained.items()):
+        if key[0] in names:
+            for a, b in idranges.subtract(holes, idranges.merge(taken.get(key, []))):
+                items.append(RepairItem(*key, a, b, "unexplained_gap",
+                                        "missing from the table, no reason logged"))
+    urgent: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for d in disagreements:
+        if d.first_id is not None and d.last_id is not None:
+            urgent.setdefault((d.exchange, d.symbol), []).append((d.first_id, d.last_id))
+    asked: set[tuple[str, str, int, int]] = set()
+    gap_logs = GapLogStore(storage)
+    for _, exchange, symbol in gap_logs.listed():
+        if exchange not in names:
+            continue
+        stored = gap_logs.load(exchange, symbol)
+        for gap in stored.value.gaps if stored else []:
+            if gap.confirmed_at:
+                continue  # asked once more already: confirmed
+            spans = urgent.get((exchange, symbol), [])
+            due = gap.detected_at.timestamp() <= now.timestamp() - gap_wait_s
+            if due or any(a <= gap.last_id and gap.first_id <= b for a, b in spans):
+                asked.add((exchange, symbol, gap.first_id, gap.last_id))
+                items.append(RepairItem(exchange, symbol, gap.first_id, gap.last_id, "exchange_gap",
+                                        f"skipped by the exchange (seen {gap.detected_at:%Y-%m-%d %H:%M}); "
+                                        "asked once more"))
+    for d in disagreements:
+        gaps = [i for i in asked if i[:2] == (d.exchange, d.symbol) and d.first_id is not None
+                and d.last_id is not None and i[2] <= d.last_id and d.first_id <= i[3]]
+        if not gaps and d.exchange in names:
+            items.append(RepairItem(d.exchange, d.symbol, d.first_id or 0, d.last_id or 0, "cross_check",
+                                    f"{d.day}: {d.summary}; no id is missing: the venue's figure differs, "
+                                    "the day stays incomplete"))
+    return items
+
+
+def request(storage: Storage, items: list[RepairItem], now: datetime) -> None:
+    """Turn planned gap items into repair ranges (quarantined files are released separately)."""
+    repairs = RepairStore(storage)
+    by_product: dict[tuple[str, str], list[RepairItem]] = {}
+    for item in items:
+        if item.kind in ("unexplained_gap", "exchange_gap"):
+            by_product.setdefault((item.exchange, item.symbol), []).append(item)
+    for (exchange, symbol), wanted in by_product.items():
+        def add(ranges: list[RepairRange], wanted: list[RepairItem] = wanted) -> list[RepairRange]:
+            known = {(r.first_id, r.last_id) for r in ranges}
+            return ranges + [RepairRange(first_id=i.first_id, last_id=i.last_id, reason=i.reason,
+                                         requested_at=now, kind=i.kind)  # type: ignore[arg-type]
+                             for i in wanted if (i.first_id, i.last_id) not in known]
+
+        repairs.update(exchange, symbol, add)
+
+
 def refetch(source: TradeSource, sink: ProductSink, storage: Storage, gap_log: GapLogStore,
             run_id: str, archive: ArchiveSource | None = None) -> int:
     """Fetch every requested range of one product again; the trades written."""
@@ -122,15 +239,21 @@ def refetch(source: TradeSource, sink: ProductSink, storage: Storage, gap_log: G
             assert isinstance(source, CursorPagedSource)
             outcomes = _by_cursor(source, sink, storage, wanted)
         missing = [gap for outcome in outcomes for gap in outcome.missing]
-        if missing:
-            gap_log.add(source.name, product.symbol, missing, run_id=run_id, detected_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        if wanted.kind == "exchange_gap":  # asked once more: what is still absent is confirmed
+            gap_log.confirm(source.name, product.symbol, wanted.first_id, wanted.last_id, missing, now)
+        elif missing:
+            gap_log.add(source.name, product.symbol, missing, run_id=run_id, detected_at=now)
         keys = [o.key for o in outcomes if o.key is not None]
         written += sum(o.trades for o in outcomes)
 
         def fetched(ranges: list[RepairRange], wanted: RepairRange = wanted,
                     keys: list[str] = keys) -> list[RepairRange]:
-            return [r.model_copy(update={"raw_keys": keys, "fetched_at": datetime.now(UTC)})
-                    if (r.first_id, r.last_id) == (wanted.first_id, wanted.last_id) else r for r in ranges]
+            same = [(r.first_id, r.last_id) == (wanted.first_id, wanted.last_id) for r in ranges]
+            if not keys:  # nothing came back: nothing awaits a transform
+                return [r for r, hit in zip(ranges, same, strict=True) if not hit]
+            return [r.model_copy(update={"raw_keys": keys, "fetched_at": datetime.now(UTC)}) if hit else r
+                    for r, hit in zip(ranges, same, strict=True)]
 
         repairs.update(source.name, product.symbol, fetched)
         for outcome in outcomes:

@@ -35,15 +35,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from schemahub.errors import ConfigError, SchemahubError
-from schemahub.infra.checkpoints import CheckpointStore, GapLogStore
+from schemahub.errors import ConfigError, CorruptState, SchemahubError
+from schemahub.infra.checkpoints import CheckpointStore, Gap, GapLogStore
 from schemahub.infra.storage import Storage
+from schemahub.quality.crosscheck import NOT_AVAILABLE, AggregateSource, compare, our_buckets, unavailable
 from schemahub.query.engine import QueryEngine
 from schemahub.sources.archive import DAY_IDS
 from schemahub.table.delta import delta_failure, delta_options
@@ -102,6 +105,7 @@ class Certificates:
     """The certificate table of a lake."""
 
     def __init__(self, storage: Storage) -> None:
+        self.storage = storage
         self.uri = storage.url_for(CERTIFICATES_KEY)
         self.options = delta_options(storage.access())
 
@@ -115,7 +119,24 @@ class Certificates:
 
     def rows(self) -> list[dict[str, Any]]:
         table = self.load()
-        return [] if table is None else rows_of(table)
+        return [] if table is None else rows_of(self.arrow(table))
+
+    def arrow(self, table: DeltaTable) -> pa.Table:
+        """The certificates of a loaded table, read file by file through the lake's storage.
+
+        Not ``to_pyarrow_table``: its dataset scanner leaves threads that now and then abort the
+        interpreter at exit (apache/arrow#34314, delta-io/delta-rs#2184); the table is small."""
+        parts = []
+        for path in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist():
+            key = f"{CERTIFICATES_KEY}/{unquote(path)}"
+            data = self.storage.read(key)
+            if data is None:
+                raise CorruptState(f"{key} is listed in the certificates' Delta log but missing: "
+                                   "run `schemahub certify` after restoring it, or move the table aside",
+                                   path=key)
+            parts.append(pq.read_table(pa.BufferReader(data), use_threads=False))
+        return pa.concat_tables([p.select(SCHEMA.names).cast(SCHEMA) for p in parts]) if parts \
+            else SCHEMA.empty_table()
 
     def merge(self, rows: list[dict[str, Any]]) -> None:
         """Insert or replace the certificates of these days, in one commit."""
@@ -135,8 +156,9 @@ class Certificates:
 
 
 def certify(storage: Storage, engine: QueryEngine, exchanges: set[str] | None = None,
-            now: datetime | None = None) -> CertifyReport:
-    """Certify every closed day not certified yet, or whose rows changed since."""
+            now: datetime | None = None, aggregates: AggregateSource | None = None) -> CertifyReport:
+    """Certify every closed day not certified yet, whose rows changed since, or whose
+    cross-check could not be done last time; ``aggregates``: the venues' own figures."""
     snapshot = engine.snapshot
     if snapshot is None:
         raise ConfigError("there is no trades table yet: run `schemahub transform` first")
@@ -146,23 +168,35 @@ def certify(storage: Storage, engine: QueryEngine, exchanges: set[str] | None = 
     known = {_key(row): row for row in Certificates(storage).rows()}
     closed = closed_days(storage, exchanges, now or datetime.now(UTC))
     todo: dict[str, set[date]] = {}
+    gap_logs = GapLogStore(storage)
+    gaps: dict[tuple[str, str], list[Gap]] = {}
     for (exchange, symbol), days in closed.items():
+        stored = gap_logs.load(exchange, symbol)
+        gaps[(exchange, symbol)] = [] if stored is None else list(stored.value.gaps)
         for day in days:
             row = known.get((exchange, symbol, day))
-            if row is not None and row["partition_rows"] == counts.get((exchange, day), 0):
+            if (row is not None and row["partition_rows"] == counts.get((exchange, day), 0)
+                    and '"unavailable"' not in row["cross_check"]
+                    and not _stale_evidence(row, gaps[(exchange, symbol)])):
                 report.unchanged += 1
                 continue
             todo.setdefault(exchange, set()).add(day)
-    gap_logs = GapLogStore(storage)
     for exchange, days in sorted(todo.items()):
         stats = engine.sql(DAY_STATS_SQL, {"exchange": exchange, "days": sorted(days)}).to_pylist()
+        feed = aggregates.feed(exchange) if aggregates is not None else None
+        ours = our_buckets(engine, exchange, days, feed.interval_s) if feed is not None else {}
         for stat in stats:
-            if stat["day"] not in closed.get((exchange, stat["symbol"]), set()):
+            symbol, day = stat["symbol"], stat["day"]
+            if day not in closed.get((exchange, symbol), set()):
                 continue
-            stored = gap_logs.load(exchange, stat["symbol"])
-            gaps = [] if stored is None else stored.value.gaps
-            cert = _certificate(stat, gaps, version, counts.get((exchange, stat["day"]), 0))
-            report.rows.append(cert)
+            cross = NOT_AVAILABLE
+            if feed is not None and aggregates is not None:
+                try:
+                    cross = compare(feed, ours.get((symbol, day), {}), aggregates.day(exchange, symbol, day))
+                except SchemahubError as exc:
+                    cross = unavailable(feed, str(exc))
+            report.rows.append(_certificate(stat, gaps.get((exchange, symbol), []), version,
+                                            counts.get((exchange, day), 0), cross))
     Certificates(storage).merge(report.rows)
     report.computed = len(report.rows)
     for row in report.rows:
@@ -212,7 +246,8 @@ def closed_days(storage: Storage, exchanges: set[str] | None,
     return out
 
 
-def _certificate(stat: dict[str, Any], gaps: Iterable[Any], version: int, partition: int) -> dict[str, Any]:
+def _certificate(stat: dict[str, Any], gaps: Iterable[Any], version: int, partition: int,
+                 cross: dict[str, Any]) -> dict[str, Any]:
     exchange, day = stat["exchange"], stat["day"]
     first, last, trades = stat["first_id"], stat["last_id"], stat["trades"]
     sequence = _sequence(exchange)
@@ -220,16 +255,15 @@ def _certificate(stat: dict[str, Any], gaps: Iterable[Any], version: int, partit
     logged: list[dict[str, Any]] = []
     if (sequence is not None and not stat["derived"]) or sequence == "day":
         low = first if sequence == "ids" else int(day.strftime("%Y%m%d")) * DAY_IDS + 1
-        logged = [{"first_id": max(g.first_id, low), "last_id": min(g.last_id, last),
-                   "detected_at": g.detected_at.isoformat(), "run_id": g.run_id}
-                  for g in gaps if g.last_id >= low and g.first_id <= last]
+        logged = _evidence(gaps, low, last)
         expected = last - low + 1 - sum(g["last_id"] - g["first_id"] + 1 for g in logged)
     skipped = sum(g["last_id"] - g["first_id"] + 1 for g in logged)
     unexplained = max(0, expected - trades) if expected is not None else 0
-    if expected is None:
-        status = "unverifiable"
-    elif unexplained or trades > expected:
+    counted = cross["result"] == "agrees" and "trades" in cross["figures"]
+    if cross["result"] == "disagrees" or (expected is not None and (unexplained or trades > expected)):
         status = "incomplete"
+    elif expected is None:
+        status = "certified" if counted else "unverifiable"  # the venue's count is the evidence
     else:
         status = "certified_with_exchange_gaps" if skipped else "certified"
     return {
@@ -240,8 +274,28 @@ def _certificate(stat: dict[str, Any], gaps: Iterable[Any], version: int, partit
         "longest_silence_s": float(stat["longest_silence_s"]), "mean_interval_s": 86_400.0 / trades,
         "volume": float(stat["volume"]), "vwap": float(stat["vwap"]) if stat["vwap"] is not None else None,
         "content_hash": stat["content_hash"], "table_version": version, "partition_rows": partition,
-        "cross_check": "not_available",
+        "cross_check": json.dumps(cross, sort_keys=True),
     }
+
+
+def _evidence(gaps: Iterable[Gap], low: int, last: int) -> list[dict[str, Any]]:
+    """The logged exchange gaps within ids ``low..last``: when and by which run each was seen,
+    and when ``repair`` asked again and found it still absent."""
+    return [{"first_id": max(g.first_id, low), "last_id": min(g.last_id, last),
+             "detected_at": g.detected_at.isoformat(), "run_id": g.run_id,
+             "confirmed_at": [t.isoformat() for t in g.confirmed_at]}
+            for g in gaps if g.last_id >= low and g.first_id <= last]
+
+
+def _stale_evidence(row: dict[str, Any], gaps: list[Gap]) -> bool:
+    """The gap log changed for this day since its certificate (a repair confirmed or filled gaps)."""
+    sequence = _sequence(row["exchange"])
+    first, last = row["first_trade_id"], row["last_trade_id"]
+    if sequence is None or not first.isdigit() or not last.isdigit():
+        return False
+    low = int(first) if sequence == "ids" else int(row["day"].strftime("%Y%m%d")) * DAY_IDS + 1
+    certified = json.loads(row["evidence"])["exchange_gaps"]
+    return bool(_evidence(gaps, low, int(last)) != certified)
 
 
 def _sequence(exchange: str) -> str | None:
@@ -258,9 +312,9 @@ def _sequence(exchange: str) -> str | None:
     return "day" if archive is not None and archive.day_numbered else None
 
 
-def rows_of(table: DeltaTable) -> list[dict[str, Any]]:
-    """Every certificate of a loaded certificate table, in key order."""
-    return sorted(table.to_pyarrow_table().to_pylist(), key=_key)
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    """Every certificate of a certificate table read into Arrow, in key order."""
+    return sorted(table.to_pylist(), key=_key)
 
 
 def verify(engine: QueryEngine, rows: list[dict[str, Any]], deep: bool) -> tuple[list[dict[str, Any]], int]:
@@ -308,7 +362,7 @@ def views(storage: Storage) -> Callable[[duckdb.DuckDBPyConnection], None]:
             columns = ", ".join(f"NULL::{_DUCK[str(f.type)]} AS {f.name}" for f in SCHEMA)
             con.execute(f"CREATE OR REPLACE VIEW certificates AS SELECT {columns} WHERE false")
         else:
-            con.register("certificates_arrow", table.to_pyarrow_dataset())
+            con.register("certificates_arrow", certificates.arrow(table))
             con.execute("CREATE OR REPLACE VIEW certificates AS SELECT * FROM certificates_arrow")
         if con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'trades'").fetchone() is None:
             return  # no trades table yet

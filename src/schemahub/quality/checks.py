@@ -24,7 +24,6 @@ details). ``check`` exits 1 when any check fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from schemahub.errors import SchemahubError
+from schemahub.idranges import clip, intersect, merge, size, subtract
 from schemahub.infra.checkpoints import GapLogStore, RepairStore
 from schemahub.infra.storage import Storage
 from schemahub.metrics.runs import RunProduct, RunRecord
@@ -66,25 +66,6 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for a, b in sorted(ranges):
-        if merged and a <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _clip(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
-    """Ranges intersected with [lo, hi]."""
-    return [(max(a, lo), min(b, hi)) for a, b in ranges if b >= lo and a <= hi]
-
-
-def _size(ranges: Iterable[tuple[int, int]]) -> int:
-    return sum(b - a + 1 for a, b in ranges)
-
-
 class Checker:
     def __init__(self, storage: Storage, table: TradesTable, engine: QueryEngine,
                  now: datetime | None = None) -> None:
@@ -92,6 +73,8 @@ class Checker:
         self.table = table
         self.engine = engine
         self.now = now or datetime.now(UTC)
+        self.unexplained: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        """Per product, every id range the gaps check found missing for no known reason."""
 
     def run(self, options: CheckOptions) -> list[CheckResult]:
         # The cursors must describe the very version the engine's queries read: a transform
@@ -121,13 +104,24 @@ class Checker:
             results.append(self.deep_reconciliation(windows, quarantined))
         return results
 
+    def unexplained_gaps(self) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """What ``repair`` fetches again: ids missing from the table's windows that no gap log,
+        quarantined file or pending repair explains."""
+        delta = self.engine.snapshot
+        if delta is not None:
+            products = self._products()
+            cursors = self.table.cursors(delta, products)
+            self.gaps_and_reconciliation(cursors, state.all_quarantined(self.storage))
+        return self.unexplained
+
     def certificates(self, deep: bool) -> CheckResult:
         from schemahub.quality import certificates
 
-        table = certificates.Certificates(self.storage).load()
+        store = certificates.Certificates(self.storage)
+        table = store.load()
         if table is None:
             return CheckResult("certificates", "skip", "no certificates yet (`schemahub certify`)")
-        bad, checked = certificates.verify(self.engine, certificates.rows_of(table), deep)
+        bad, checked = certificates.verify(self.engine, certificates.rows_of(store.arrow(table)), deep)
         if bad:
             summary = f"{len(bad)} of {checked} certified days no longer match (tampering or corruption)"
             return CheckResult("certificates", "fail", summary, bad)
@@ -173,20 +167,21 @@ class Checker:
                 "AND TRY_CAST(trade_id AS BIGINT) BETWEEN $lo AND $hi",
                 {"exchange": exchange, "symbol": symbol, "lo": lo, "hi": hi}))[0]
             log = gap_logs.load(exchange, symbol)
-            known = _merge(_clip(((g.first_id, g.last_id) for g in log.value.gaps) if log else [], lo, hi))
-            expected = (hi - lo + 1) - _size(known)
+            known = merge(clip(((g.first_id, g.last_id) for g in log.value.gaps) if log else [], lo, hi))
+            expected = (hi - lo + 1) - size(known)
             row: dict[str, Any] = {"exchange": exchange, "symbol": symbol, "window": [lo, hi],
-                                   "rows": stats["n"], "expected": expected, "known_gaps": _size(known)}
+                                   "rows": stats["n"], "expected": expected, "known_gaps": size(known)}
             if stats["n"] < expected:
-                missing = _subtract(self._missing_ids(exchange, symbol, lo, hi), known)
-                in_quarantine = _merge(_clip(quarantined_ranges.get((exchange, symbol), []), lo, hi))
-                awaiting = _merge(_clip(repairing.get((exchange, symbol), []), lo, hi))
-                explained = _merge(in_quarantine + awaiting)
-                unexplained = _subtract(missing, explained)
-                row.update(missing_ids=_size(missing),
-                           quarantined_ids=_size(_intersect(missing, in_quarantine)),
-                           repairing_ids=_size(_intersect(missing, awaiting)),
-                           unexplained_ids=_size(unexplained), unexplained_gaps=unexplained[:_SAMPLE])
+                missing = subtract(self._missing_ids(exchange, symbol, lo, hi), known)
+                in_quarantine = merge(clip(quarantined_ranges.get((exchange, symbol), []), lo, hi))
+                awaiting = merge(clip(repairing.get((exchange, symbol), []), lo, hi))
+                explained = merge(in_quarantine + awaiting)
+                unexplained = subtract(missing, explained)
+                self.unexplained[(exchange, symbol)] = unexplained
+                row.update(missing_ids=size(missing),
+                           quarantined_ids=size(intersect(missing, in_quarantine)),
+                           repairing_ids=size(intersect(missing, awaiting)),
+                           unexplained_ids=size(unexplained), unexplained_gaps=unexplained[:_SAMPLE])
                 missing_products += 1
             elif stats["n"] > expected:
                 row["surplus_rows"] = stats["n"] - expected
@@ -321,9 +316,9 @@ def _dense_ids(exchange: str) -> bool:
 
 def _human(span: timedelta) -> str:
     seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
+    for unit, span_s in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % span_s == 0 and seconds >= span_s:
+            return f"{seconds // span_s}{unit}"
     return f"{seconds}s"
 
 
@@ -347,10 +342,6 @@ def _gaps_summary(details: list[dict[str, Any]], missing: int, surplus: int) -> 
     return "; ".join(parts)
 
 
-def _intersect(ranges: list[tuple[int, int]], other: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    return _subtract(ranges, _subtract(ranges, other))
-
-
 def record_checks(record: RunRecord, results: list[CheckResult]) -> None:
     """A check run's share of its run record."""
     record.details["checks"] = [{"name": r.name, "status": r.status, "summary": r.summary} for r in results]
@@ -368,19 +359,3 @@ def record_checks(record: RunRecord, results: list[CheckResult]) -> None:
                 if row.get("missing_ids") or row.get("surplus_rows"):
                     product.status = "failed"
     record.products = list(by_product.values())
-
-
-def _subtract(ranges: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Ranges minus other (merged) ranges."""
-    out = []
-    for a, b in ranges:
-        start = a
-        for c, d in minus:
-            if d < start or c > b:
-                continue
-            if c > start:
-                out.append((start, c - 1))
-            start = max(start, d + 1)
-        if start <= b:
-            out.append((start, b))
-    return out

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from schemahub.simulator.aggregates import buckets
 from schemahub.simulator.binance_archive import MICROSECONDS_FROM_US, BinanceArchive
 from schemahub.simulator.market import Market, ProductSpec, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 1000
 WEIGHTS = {"/api/v3/exchangeInfo": 20, "/api/v3/historicalTrades": 25, "/api/v3/trades": 25,
-           "/api/v3/aggTrades": 4}
+           "/api/v3/aggTrades": 4, "/api/v3/klines": 2}
 
 
 IGNORE_GRACE_S = 0.5
@@ -156,6 +157,8 @@ class BinanceSim(SimulatedExchange):
         micros = headers.get("x-mbx-time-unit", "").upper() == "MICROSECOND"
         if path == "/api/v3/exchangeInfo":
             return json_reply(200, self._info(now_us))
+        if path == "/api/v3/klines":
+            return self._klines(query, now_us, micros)
         if path not in ("/api/v3/historicalTrades", "/api/v3/trades", "/api/v3/aggTrades"):
             return json_reply(404, {"code": -1000, "msg": "Not found."})
         market = self.markets.get(query.get("symbol", ""))
@@ -180,6 +183,39 @@ class BinanceSim(SimulatedExchange):
             start = market.index_below(from_id, count)
             stop = min(count, start + limit)
         return Reply(200, self.page_bytes(market, start, stop, newest_first=False, variant=micros))
+
+    def _klines(self, query: Mapping[str, str], now_us: int, micros: bool) -> Reply:
+        """``/api/v3/klines``: 1m (or 1d) rows ``[open time, open, high, low, close, volume, close
+        time, quote volume, trades, taker-buy volume, taker-buy quote volume, "0"]``."""
+        market = self.markets.get(query.get("symbol", ""))
+        if market is None:
+            return json_reply(400, {"code": -1121, "msg": "Invalid symbol."})
+        width_s = {"1m": 60, "1d": 86_400}.get(query.get("interval", ""))
+        if width_s is None:
+            return json_reply(400, {"code": -1120, "msg": "Invalid interval."})
+        unit = 1 if micros else 1000
+        try:
+            limit = int(query.get("limit", "500"))
+            start = int(query.get("startTime", "0")) * unit
+            end = int(query["endTime"]) * unit + unit if "endTime" in query else now_us
+        except ValueError:
+            return json_reply(400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
+        if not 1 <= limit <= MAX_LIMIT:
+            return json_reply(400, {"code": -1130, "msg": "Invalid data sent for a parameter."})
+        spec = market.spec
+        rows = []
+        for b in buckets(market, market.visible(now_us), start, end, width_s, self.misreports)[:limit]:
+            def text(units: int, decimals: int = spec.price_decimals) -> str:
+                return decimal_text(units, decimals, 8)
+
+            notional = spec.price_decimals + spec.size_decimals
+            rows.append([b.start_us // unit, text(b.open_units), text(b.high_units), text(b.low_units),
+                         text(b.close_units), text(b.volume_units, spec.size_decimals),
+                         (b.start_us + width_s * 1_000_000) // unit - 1, text(b.notional_units, notional),
+                         b.trades, text(b.taker_buy_units, spec.size_decimals),
+                         text(b.taker_buy_notional_units, notional),
+                         "0"])
+        return json_reply(200, rows)
 
     def wire_trade(self, market: Market, trade: Trade, micros: bool = False) -> bytes:
         spec = market.spec

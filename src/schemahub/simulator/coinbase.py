@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from schemahub.simulator.aggregates import buckets
 from schemahub.simulator.market import Market, ProductSpec, Trade
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
+from schemahub.timeutil import iso_to_us
 
 MAX_LIMIT = 1000
 
@@ -59,6 +61,8 @@ class CoinbaseSim(SimulatedExchange):
                 return json_reply(200, self._product(market))
             if parts[2] == "trades":
                 return self._trades(market, query, now_us)
+            if parts[2] == "candles":
+                return self._candles(market, query, now_us)
         return json_reply(404, {"message": "NotFound"})
 
     def rate_limited(self) -> Reply:
@@ -75,6 +79,27 @@ class CoinbaseSim(SimulatedExchange):
         # Field order as in the real recording; every value is ASCII digits/letters.
         return (f'{{"trade_id":{trade_id},"side":"{trade.maker_side}","size":"{trade.size}",'
                 f'"price":"{trade.price}","time":"{trade.iso_time}"}}').encode()
+
+    def _candles(self, market: Market, query: Mapping[str, str], now_us: int) -> Reply:
+        """``/products/{id}/candles``: ``[time s, low, high, open, close, volume]`` rows, newest
+        first, at most 300 per request (docs.cdp.coinbase.com, "Get product candles")."""
+        granularity = _int_param(query, "granularity", 60)
+        if granularity not in (60, 300, 900, 3600, 21600, 86400):
+            return json_reply(400, {"message": "Unsupported granularity"})
+        try:
+            start = iso_to_us(query["start"]) if "start" in query else now_us - 300 * granularity * 10**6
+            end = iso_to_us(query["end"]) if "end" in query else now_us
+        except ValueError:
+            return json_reply(400, {"message": "Invalid start or end"})
+        if (end - start) // (granularity * 10**6) > 300:
+            return json_reply(400, {"message": "granularity too small for the requested time range. "
+                                    "Count of aggregations requested exceeds 300"})
+        spec = market.spec
+        rows = [[b.start_us // 10**6, b.low_units / 10**spec.price_decimals,
+                 b.high_units / 10**spec.price_decimals, b.open_units / 10**spec.price_decimals,
+                 b.close_units / 10**spec.price_decimals, b.volume_units / 10**spec.size_decimals]
+                for b in buckets(market, market.visible(now_us), start, end, granularity, self.misreports)]
+        return json_reply(200, rows[::-1])
 
     def _trades(self, market: Market, query: Mapping[str, str], now_us: int) -> Reply:
         limit = _int_param(query, "limit", MAX_LIMIT)

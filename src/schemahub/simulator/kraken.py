@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import orjson
 
+from schemahub.simulator.aggregates import buckets
 from schemahub.simulator.market import Market, ProductSpec, TimeView, Trade, decimal_text
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 
@@ -70,6 +71,8 @@ class KrakenSim(SimulatedExchange):
     def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
         if path == "/0/public/AssetPairs":
             return json_reply(200, {"error": [], "result": self._pairs()})
+        if path == "/0/public/OHLC":
+            return self._ohlc(query, now_us)
         if path != "/0/public/Trades":
             return json_reply(404, {"error": ["EGeneral:Unknown method"], "result": {}})
         market = self._find(query.get("pair", ""))
@@ -104,6 +107,34 @@ class KrakenSim(SimulatedExchange):
                f'"{decimal_text(trade.size_units, spec.size_decimals, 8)}",{seconds},"{side}","{order}",""')
         legacy = spec.legacy_ids or trade.trade_id < spec.legacy_below_id
         return (row + ("]" if legacy else f",{trade.trade_id}]")).encode()
+
+    def _ohlc(self, query: Mapping[str, str], now_us: int) -> Reply:
+        """``/0/public/OHLC``: the last 720 intervals at most, rows ``[time s, open, high, low,
+        close, vwap, volume, count]`` (docs.kraken.com, "Historical data")."""
+        market = self._find(query.get("pair", ""))
+        if market is None:
+            return json_reply(200, {"error": ["EQuery:Unknown asset pair"], "result": {}})
+        try:
+            minutes = int(query.get("interval", "1"))
+            since_s = int(query.get("since", "0"))
+        except ValueError:
+            return json_reply(200, {"error": ["EGeneral:Invalid arguments"], "result": {}})
+        if minutes not in (1, 5, 15, 30, 60, 240, 1440, 10080, 21600):
+            return json_reply(200, {"error": ["EGeneral:Invalid arguments:interval"], "result": {}})
+        width_us = minutes * 60 * 10**6
+        oldest = (now_us - now_us % width_us) - 719 * width_us
+        spec = market.spec
+        rows = []
+        def price(units: int) -> str:
+            return decimal_text(units, spec.price_decimals, spec.price_decimals)
+
+        for b in buckets(market, market.visible(now_us), max(oldest, since_s * 10**6), now_us, minutes * 60,
+                         self.misreports):
+            rows.append([b.start_us // 10**6, price(b.open_units), price(b.high_units), price(b.low_units),
+                         price(b.close_units), price(b.notional_units // max(1, b.volume_units)),
+                         decimal_text(b.volume_units, spec.size_decimals, 8), b.trades])
+        last = rows[-1][0] if rows else since_s
+        return json_reply(200, {"error": [], "result": {spec.native_id or spec.native: rows, "last": last}})
 
     def _find(self, pair: str) -> Market | None:
         for key, market in self.markets.items():

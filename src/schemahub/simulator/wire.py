@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from schemahub.http.ratelimit import TokenBucket
+from schemahub.simulator.aggregates import Misreports
 from schemahub.simulator.market import Market, ProductSpec, Trade
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ class SimulatedExchange(ABC):
         self._cache_lock = threading.Lock()
         self._limits_lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
+        self.withheld: dict[str, tuple[int, int]] = {}
+        """Symbol -> an id range (inclusive) the API leaves out of its trade pages for now: a
+        transient hole that a later request (after ``withheld`` is cleared) serves."""
+        self.misreports = Misreports()
+        """Figures the venue's own aggregates (klines, candles, OHLC) get wrong on purpose."""
 
     @abstractmethod
     def route(self, path: str, query: Mapping[str, str], now_us: int, headers: Mapping[str, str]) -> Reply:
@@ -130,7 +136,11 @@ class SimulatedExchange(ABC):
 
     def page_bytes(self, market: Market, start: int, stop: int, *, newest_first: bool,
                    variant: bool = False) -> bytes:
-        indexes = range(stop - 1, start - 1, -1) if newest_first else range(start, stop)
+        indexes: Iterable[int] = range(stop - 1, start - 1, -1) if newest_first else range(start, stop)
+        hole = self.withheld.get(market.spec.symbol)
+        if hole is not None:
+            ids = market.stream.ids
+            indexes = [i for i in indexes if not hole[0] <= ids[i] <= hole[1]]
         return b"[" + b",".join(self.trade_bytes(market, i, variant) for i in indexes) + b"]"
 
     def warm(self, now_us: int) -> None:

@@ -31,6 +31,7 @@ from schemahub.http.client import ExchangeClient, JsonResponse
 from schemahub.http.ratelimit import RateLimit
 from schemahub.identifiers import Symbol
 from schemahub.metrics.counters import RequestStats
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket
 
 DERIVED_ID_FLOOR = 10**18
 """Ids a connector derives for rows that came without one are >= this (positions in time,
@@ -175,6 +176,17 @@ class TradeSource(ABC):
     @abstractmethod
     def trade_time_us(self, record: Mapping[str, Any]) -> int:
         """The trade's execution time in microseconds since the epoch (UTC)."""
+
+    def aggregate_feed(self) -> AggregateFeed | None:
+        """The venue's own per-interval aggregates, where it publishes them (the certificates'
+        independent cross-check); None: it publishes none we use."""
+        return None
+
+    def day_aggregates(self, product: Product, day_start_us: int,
+                       stats: RequestStats | None = None) -> list[VenueBucket]:
+        """The venue's aggregates of the UTC day starting at ``day_start_us`` (non-empty
+        intervals, any order). Only called when ``aggregate_feed`` is not None."""
+        raise NotImplementedError(f"{self.name} publishes no aggregates")
 
 
 class IdPagedSource(TradeSource):

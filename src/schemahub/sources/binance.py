@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
+from schemahub.sources.aggregates import AggregateFeed, Figure, VenueBucket
 from schemahub.sources.base import (
     IdPagedSource,
     ListingKeys,
@@ -39,7 +40,7 @@ from schemahub.sources.base import (
 )
 from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
 
-_WEIGHT = {"historicalTrades": 25, "aggTrades": 4, "exchangeInfo": 20}
+_WEIGHT = {"historicalTrades": 25, "aggTrades": 4, "exchangeInfo": 20, "klines": 2}
 """Request weights (Binance changelog: historicalTrades 25 since 2024-04, aggTrades 4 since 2025-03)."""
 _LISTING = ListingKeys(native="symbol", base="baseAsset", quote="quoteAsset", status="status",
                        tradable="TRADING")
@@ -122,6 +123,37 @@ class Binance(IdPagedSource):
 
     def trade_time_us(self, record: Mapping[str, Any]) -> int:
         return int(record[_TIME[self.endpoint]])
+
+    def aggregate_feed(self) -> AggregateFeed:
+        # klines count raw trades: an aggregate-trade table is compared by volume only
+        figures: tuple[Figure, ...] = ("trades", "volume", "taker_buy_volume")
+        return AggregateFeed("klines 1m", 60, figures if self.endpoint == "historicalTrades" else figures[1:])
+
+    def day_aggregates(self, product: Product, day_start_us: int,
+                       stats: RequestStats | None = None) -> list[VenueBucket]:
+        """``/api/v3/klines?interval=1m`` (weight 2, 1000 rows a request: two per day). Rows are
+        ``[open time, o, h, l, c, volume, close time, quote volume, trades, taker-buy volume, ...]``;
+        times in µs (we send ``X-MBX-TIME-UNIT``)."""
+        def parse(response: JsonResponse) -> list[VenueBucket]:
+            rows = response.data
+            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 10 for r in rows):
+                raise shape_error(response, self.name, "expected a JSON array of kline arrays")
+            try:
+                return [VenueBucket(int(r[0]), int(r[8]), float(r[5]), float(r[9])) for r in rows]
+            except (TypeError, ValueError) as exc:
+                raise shape_error(response, self.name, f"unreadable kline: {exc}") from exc
+
+        out: list[VenueBucket] = []
+        start, end = day_start_us, day_start_us + 86_400_000_000 - 1
+        while start <= end:
+            params: dict[str, str | int] = {"symbol": product.native_id, "interval": "1m", "startTime": start,
+                                            "endTime": end, "limit": 1000}
+            rows = self.client.fetch("/api/v3/klines", params, parse, stats, weight=_WEIGHT["klines"])
+            out.extend(rows)
+            if len(rows) < 1000:
+                break
+            start = max(r.start_us for r in rows) + 60_000_000
+        return out
 
     def _page(self, product: Product, params: dict[str, str | int], stats: RequestStats | None) -> Page:
         def parse(response: JsonResponse) -> Page:

@@ -19,6 +19,7 @@ from typing import Any
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket
 from schemahub.sources.base import (
     DescendingIdSource,
     Page,
@@ -29,7 +30,7 @@ from schemahub.sources.base import (
 )
 from schemahub.sources.spec import DemoSpec, ExchangeSpec, ThrottleTest
 from schemahub.sources.symbols import normalize
-from schemahub.timeutil import iso_to_us
+from schemahub.timeutil import iso_to_us, us_to_iso
 
 
 class Coinbase(DescendingIdSource):
@@ -53,6 +54,32 @@ class Coinbase(DescendingIdSource):
 
     def trade_time_us(self, record: Mapping[str, Any]) -> int:
         return iso_to_us(record["time"])
+
+    def aggregate_feed(self) -> AggregateFeed:
+        return AggregateFeed("candles 1m", 60, ("volume",))
+
+    def day_aggregates(self, product: Product, day_start_us: int,
+                       stats: RequestStats | None = None) -> list[VenueBucket]:
+        """``/products/{id}/candles?granularity=60``: rows ``[time s, low, high, open, close,
+        volume]``, at most 300 a request (five per day); no trade count."""
+        def parse(response: JsonResponse) -> list[VenueBucket]:
+            rows = response.data
+            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 6 for r in rows):
+                raise shape_error(response, self.name, "expected a JSON array of candle arrays")
+            try:
+                return [VenueBucket(int(r[0]) * 1_000_000, None, float(r[5])) for r in rows]
+            except (TypeError, ValueError) as exc:
+                raise shape_error(response, self.name, f"unreadable candle: {exc}") from exc
+
+        out: list[VenueBucket] = []
+        for part in range(0, 86_400, 300 * 60):
+            start = day_start_us + part * 1_000_000
+            params: dict[str, str | int] = {"granularity": 60, "start": us_to_iso(start),
+                                            "end": us_to_iso(start + (300 * 60 - 1) * 1_000_000)}
+            rows = self.client.fetch(f"/products/{product.native_id}/candles", params, parse, stats)
+            end = min(start + 300 * 60_000_000, day_start_us + 86_400_000_000)
+            out.extend(r for r in rows if start <= r.start_us < end)
+        return out
 
     def _page(self, product: Product, params: dict[str, str | int], stats: RequestStats | None,
               below: int | None = None) -> Page:

@@ -32,6 +32,7 @@ from schemahub.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket
 from schemahub.sources.base import (
     DERIVED_ID_FLOOR,
     CursorPage,
@@ -128,6 +129,29 @@ class Kraken(CursorPagedSource):
             record = {"id": trade_id, "id_kind": kind, "cursor": cursor, "trade": row}
             trades.append(RawTrade(trade_id, record))
         return trades, dense
+
+    def aggregate_feed(self) -> AggregateFeed:
+        # 1-minute OHLC reaches back only 720 minutes; daily rows 720 days: one row per day
+        return AggregateFeed("OHLC 1d", 86_400, ("trades", "volume"))
+
+    def day_aggregates(self, product: Product, day_start_us: int,
+                       stats: RequestStats | None = None) -> list[VenueBucket]:
+        """``/0/public/OHLC?interval=1440&since=``: rows ``[time s, o, h, l, c, vwap, volume,
+        count]`` under the pair's key (docs.kraken.com, "Historical data")."""
+        def parse(response: JsonResponse) -> list[VenueBucket]:
+            result = self._result(response)
+            rows: Any = next((v for k, v in result.items() if k != "last"), [])
+            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 8 for r in rows):
+                raise shape_error(response, self.name, "expected OHLC arrays under the pair's key")
+            try:
+                return [VenueBucket(int(r[0]) * 1_000_000, int(r[7]), float(r[6])) for r in rows]
+            except (TypeError, ValueError) as exc:
+                raise shape_error(response, self.name, f"unreadable OHLC row: {exc}") from exc
+
+        params: dict[str, str | int] = {"pair": product.native_id, "interval": 1440,
+                                        "since": day_start_us // 1_000_000 - 1}
+        rows = self.client.fetch("/0/public/OHLC", params, parse, stats)
+        return [r for r in rows if r.start_us == day_start_us]
 
     def _result(self, response: JsonResponse) -> dict[str, Any]:
         body = response.data

@@ -1,0 +1,43 @@
+"""The venues' own per-interval aggregates: an independent source to check a day against.
+
+A venue's klines, candles or OHLC rows are computed by the exchange from its own trade
+records, not from what SchemaHub ingested, so agreeing with them is evidence that a day is
+complete. Each venue that publishes aggregates describes them once with an
+:class:`AggregateFeed` (what it reports, at which interval, how exact) and fetches them in
+its connector (``TradeSource.day_aggregates``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Figure = Literal["trades", "volume", "taker_buy_volume"]
+
+
+@dataclass(frozen=True)
+class VenueBucket:
+    """One interval as the venue reports it; None: the venue does not report that figure."""
+
+    start_us: int
+    trades: int | None
+    volume: float
+    taker_buy_volume: float | None = None
+
+
+@dataclass(frozen=True)
+class AggregateFeed:
+    name: str
+    """What the venue calls it, for reports: "klines 1m"."""
+    interval_s: int
+    figures: tuple[Figure, ...]
+    """What is compared. A trade count is compared exactly."""
+    volume_tolerance: float = 1e-8
+    """Absolute difference in base units allowed per interval, on top of a 1e-9 relative one:
+    the venue rounds volumes to this many decimals (8 at Binance and Kraken), or sends
+    binary floats (Coinbase)."""
+
+    def agrees(self, figure: Figure, ours: float, theirs: float) -> bool:
+        if figure == "trades":
+            return ours == theirs
+        return abs(ours - theirs) <= self.volume_tolerance + 1e-9 * max(abs(ours), abs(theirs))
