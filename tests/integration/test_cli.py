@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from schemahub.simulator.server import Simulator
 from schemahub.sources.registry import list_exchanges
@@ -177,7 +177,7 @@ def test_every_command_has_help() -> None:
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     runner = CliRunner()  # in-process: one interpreter start per command would cost 20 s
     for name in names:
-        result = runner.invoke(group, [name, "--help"], prog_name="schemahub")
+        result = runner.invoke(app, [name, "--help"], prog_name="schemahub")
         assert result.exit_code == 0, result.output
         assert "Usage:" in result.output
     # `schemahub --help` lists them in the order data flows through them, then the tools

@@ -20,7 +20,7 @@ from schemahub.infra.storage import LocalStorage
 from schemahub.metrics.runs import load_all
 from schemahub.quality.certificates import Certificates
 from schemahub.simulator.catalog import simulator_class
-from schemahub.simulator.server import Faults
+from schemahub.simulator.server import Faults, ManualClock
 from tests.conftest import SimFactory
 from tests.helpers import assert_table_matches_truth, cli_args, cli_env, run_cli
 
@@ -69,6 +69,7 @@ def test_every_stops_cleanly_between_passes_and_inside_a_step(tmp_path: Path, ma
     assert proc.returncode == 0, seen + out + err  # between passes: the last pass's status
 
     sim.set_faults(hang_rate=1.0, hang_s=60.0)  # every request now hangs: the next ingest is stuck
+    assert isinstance(sim.clock, ManualClock)
     sim.clock.advance(3600)
     proc = subprocess.Popen(cli_args("run", *ARGS, "--every", "1h", "--json", "--lake", str(lake)),
                             env=cli_env(sim, SCHEMAHUB_HTTP_READ_TIMEOUT="60"),
