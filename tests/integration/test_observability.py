@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections import defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemahub.dashboard.render import CERTIFICATE_STATUSES
+from schemahub.infra.storage import LocalStorage
+from schemahub.quality.certificates import Certificates
 from schemahub.simulator.server import Faults, Simulator
 from tests.conftest import SimFactory
 from tests.helpers import (
@@ -241,14 +245,22 @@ def test_dashboard_renders_every_chart_with_the_data_in_a_real_browser(tmp_path:
     browser_path = _chromium()
     # One product where the exchange skips 3% of ids: the heatmap must show it below 100%.
     gappy = replace(TEST_PRODUCTS[0], symbol="GAP-USD", gap_rate=0.03, history=4_000, first_id=5_000_001)
-    sim = make_sim(products=[*TEST_PRODUCTS, gappy], faults=FAULTS)
+    # and one that trades slowly for days: closed days to certify (one made incomplete below)
+    slow = replace(TEST_PRODUCTS[0], symbol="DAY-USD", trades_per_s=0.03, history=7_000, first_id=9_000_001,
+                   gap_rate=0.0)
+    sim = make_sim(products=[*TEST_PRODUCTS, gappy, slow], faults=FAULTS)
+    market = sim.market("DAY-USD")
+    bad_day = market.trades(0, market.visible(sim.now_us()))[2_000]
+    sim.api.misreports.extra[("DAY-USD", bad_day.time_us // 60_000_000 * 60)] = 2
     lake = tmp_path / "lake"
-    result = run_cli("ingest", "--products", "BTC-USD,GAP-USD", "--since", "2020-01-01", "--rate", "120",
+    bad_day_iso = datetime.fromtimestamp(bad_day.time_us / 1e6, UTC).date().isoformat()
+    result = run_cli("ingest", "--products", "BTC-USD,GAP-USD,DAY-USD", "--since", "2020-01-01",
+                     "--rate", "120",
                      "--lake", str(lake), env=cli_env(sim, SCHEMAHUB_RETRY_MAX_ATTEMPTS="30",
                                                       SCHEMAHUB_BREAKER_THRESHOLD="30"))
     assert result.returncode == 0, result.stderr
-    for args in (("transform",), ("check", "--freshness", "3650d")):
-        assert run_cli(*args, "--lake", str(lake), env=cli_env(None)).returncode == 0
+    for args in (("transform",), ("certify",), ("check", "--freshness", "3650d")):
+        assert run_cli(*args, "--lake", str(lake), env=cli_env(sim)).returncode == 0
     out = tmp_path / "dashboard.html"
     written = run_cli("dashboard", "--output", str(out), "--lake", str(lake), env=cli_env(None))
     assert written.returncode == 0, written.stderr
@@ -263,16 +275,38 @@ def test_dashboard_renders_every_chart_with_the_data_in_a_real_browser(tmp_path:
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(out.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 6")
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7")
         charts = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
             .map(el => [el.id, {traces: el.data.length,
                                 points: el.data.reduce((n, t) => n + ((t.z || t.y || t.x || []).length), 0),
-                                z: el.data[0].z || null, y: el.data[0].y || null}]))""")
+                                z: el.data[0].z || null, y: el.data[0].y || null,
+                                x: el.data[0].x || null, text: el.data[0].text || null}]))""")
+        # hovering the incomplete day's cell shows its reasons
+        heat = page.locator("#certificates .nsewdrag").first
+        heat.scroll_into_view_if_needed()
+        box = heat.bounding_box()
+        cert_x = charts["certificates"]["x"]
+        column = cert_x.index(bad_day_iso)
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * (column + 0.5) / len(cert_x), box["y"] + box["height"] / 2,
+                        steps=5)
+        page.wait_for_selector("#certificates .hovertext")
+        hover = page.locator("#certificates .hovertext").first.text_content() or ""
         trades_card = page.inner_text("[data-metric='trades']")
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         browser.close()
     assert errors == []
-    assert set(charts) == {"operations", "api-health", "completeness", "gaps", "freshness", "storage"}
+    assert set(charts) == {"operations", "api-health", "completeness", "certificates", "gaps", "freshness",
+                           "storage"}
+    # the calendar: one row (DAY-USD), a cell per certified day coloured by its status
+    certified = {r["day"].isoformat(): r for r in Certificates(LocalStorage(lake)).rows()}
+    assert charts["certificates"]["y"] == ["coinbase DAY-USD"]
+    assert charts["certificates"]["x"] == sorted(certified)
+    assert charts["certificates"]["z"] == [[CERTIFICATE_STATUSES.index(certified[d]["status"])
+                                            for d in sorted(certified)]]
+    assert certified[bad_day_iso]["status"] == "incomplete"
+    assert {r["status"] for d, r in certified.items() if d != bad_day_iso} == {"certified"}
+    assert "incomplete" in hover and "candles 1m: disagrees (1 difference(s))" in hover
     for name, chart in charts.items():
         assert chart["traces"] > 0 and chart["points"] > 0, f"{name} rendered no data"
     rows = table_rows(lake)

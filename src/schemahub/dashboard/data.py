@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 from schemahub.infra.checkpoints import GapLogStore
 from schemahub.infra.storage import Storage
 from schemahub.metrics.runs import RunRecord, load_all
+from schemahub.quality.certificates import Certificates
 from schemahub.query.engine import QueryEngine
 
 
@@ -89,6 +90,8 @@ class Dashboard:
     freshness: list[Freshness] = field(default_factory=list)
     storage_by_exchange: dict[str, tuple[int, int]] = field(default_factory=dict)
     """exchange -> (raw bytes, table bytes)."""
+    certificates: list[dict[str, Any]] = field(default_factory=list)
+    """Every completeness certificate (quality/certificates.py), in key order."""
 
 
 def collect(lake: str, storage: Storage, engine: QueryEngine, now: datetime | None = None) -> Dashboard:
@@ -102,6 +105,7 @@ def collect(lake: str, storage: Storage, engine: QueryEngine, now: datetime | No
     headline.table_bytes = sum(table_bytes.values())
     board.storage_by_exchange = {ex: (raw.get(ex, 0), table_bytes.get(ex, 0))
                                  for ex in sorted(set(raw) | set(table_bytes))}
+    board.certificates = Certificates(storage).rows()
     if engine.snapshot is None:
         return board
     totals = _rows(engine, "SELECT count(*) AS n, count(DISTINCT exchange) AS e, count(DISTINCT "

@@ -2,14 +2,15 @@
 
 Sections, top to bottom: headline numbers; pipeline operations over time (trades, duration
 and throughput per run); API health per exchange (latency p50/p95, 429s, 5xx, breaker
-trips); data completeness (trade-id coverage per product and day, known vs unexplained
-gaps, freshness); storage (raw vs table bytes). Every chart is a ``<div>`` with a stable
-id, so a browser test can find it and read its data.
+trips); data completeness (trade-id coverage per product and day, the certificates' status
+calendar, known vs unexplained gaps, freshness); storage (raw vs table bytes). Every chart
+is a ``<div>`` with a stable id, so a browser test can find it and read its data.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,8 @@ from plotly.subplots import make_subplots
 
 from schemahub.dashboard.data import Dashboard
 
-COMMAND_COLORS = {"ingest": "#2563eb", "transform": "#16a34a", "compact": "#9333ea", "check": "#ea580c"}
+COMMAND_COLORS = {"ingest": "#2563eb", "repair": "#0891b2", "transform": "#16a34a", "compact": "#9333ea",
+                  "certify": "#ca8a04", "check": "#ea580c"}
 EXCHANGE_COLORS = ["#2563eb", "#f59e0b", "#7c3aed", "#059669", "#dc2626", "#0891b2"]
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
                            "font": {"family": "Inter, system-ui, sans-serif", "size": 12},
@@ -42,7 +44,7 @@ def operations(board: Dashboard) -> go.Figure:
         return _empty("Pipeline operations", "no runs recorded yet")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("trades / rows per run", "duration (s)", "throughput (per s)"))
-    for command in ("ingest", "transform", "compact", "check"):
+    for command in COMMAND_COLORS:
         mine = [r for r in runs if r.command == command]
         if not mine:
             continue
@@ -119,6 +121,57 @@ def completeness(board: Dashboard) -> go.Figure:
     return fig
 
 
+CERTIFICATE_STATUSES = ("incomplete", "unverifiable", "certified_with_exchange_gaps", "certified")
+_STATUS_COLORS = ("#dc2626", "#94a3b8", "#84cc16", "#15803d")
+
+
+def certificates(board: Dashboard) -> go.Figure:
+    """A calendar of certificate status per product and day, the reasons on hover."""
+    if not board.certificates:
+        return _empty("Certificates", "no certificates yet (`schemahub certify`)")
+    products = sorted({f"{c['exchange']} {c['symbol']}" for c in board.certificates})
+    days = sorted({c["day"] for c in board.certificates})
+    cells = {(f"{c['exchange']} {c['symbol']}", c["day"]): c for c in board.certificates}
+    z: list[list[int | None]] = []
+    text: list[list[str]] = []
+    for product in products:
+        z.append([])
+        text.append([])
+        for day in days:
+            cell = cells.get((product, day))
+            z[-1].append(None if cell is None else CERTIFICATE_STATUSES.index(cell["status"]))
+            text[-1].append("" if cell is None else _reasons(cell))
+    n = len(CERTIFICATE_STATUSES)
+    scale = [[edge, color] for i, color in enumerate(_STATUS_COLORS) for edge in (i / n, (i + 1) / n)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[d.isoformat() for d in days], y=products, text=text, zmin=-0.5, zmax=n - 0.5,
+        colorscale=scale, xgap=2, ygap=2, hovertemplate="%{y} %{x}<br>%{text}<extra></extra>",
+        colorbar={"tickvals": list(range(n)),
+                  "ticktext": [s.replace("_", " ") for s in CERTIFICATE_STATUSES]}))
+    fig.update_layout(title="Certificates: status per product and UTC day", **_LAYOUT,
+                      height=max(260, 60 + 34 * len(products)), xaxis={"type": "category"})
+    return fig
+
+
+def _reasons(cell: dict[str, Any]) -> str:
+    """Why a day has its status, for the hover box."""
+    expected = f" of {cell['expected']:,} expected" if cell["expected"] is not None else " (no id sequence)"
+    lines = [f"<b>{cell['status'].replace('_', ' ')}</b>", f"{cell['trades']:,} trades{expected}"]
+    if cell["exchange_gap_ids"]:
+        lines.append(f"{cell['exchange_gap_ids']:,} ids skipped by the exchange (logged)")
+    if cell["unexplained_ids"]:
+        lines.append(f"{cell['unexplained_ids']:,} ids missing for no known reason")
+    cross = json.loads(cell["cross_check"])
+    if cross["result"] in ("agrees", "disagrees"):
+        lines.append(f"{cross['source']}: {cross['result']}"
+                     + (f" ({cross['differences']} difference(s))" if cross["differences"] else ""))
+    elif cross["result"] == "unavailable":
+        lines.append(f"{cross['source']}: could not be fetched")
+    else:
+        lines.append("no independent aggregate for this venue")
+    return "<br>".join(lines)
+
+
 def gaps(board: Dashboard) -> go.Figure:
     if not board.coverage:
         return _empty("Gaps", "no trades in the table yet")
@@ -169,7 +222,7 @@ def storage(board: Dashboard) -> go.Figure:
 
 
 CHARTS = (("operations", operations), ("api-health", api_health), ("completeness", completeness),
-          ("gaps", gaps), ("freshness", freshness), ("storage", storage))
+          ("certificates", certificates), ("gaps", gaps), ("freshness", freshness), ("storage", storage))
 
 
 def _cards(board: Dashboard) -> str:
