@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schemahub.errors import ConfigError, CorruptState, LockHeld
@@ -20,6 +22,7 @@ from schemahub.identifiers import symbol as valid_symbol
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.lake import Backends, connect_lake
 from schemahub.infra.locks import Lease, LeaseKeeper, new_owner_id
+from schemahub.infra.storage import LocalStorage, Storage, storage_error
 from schemahub.ingest import exchanges
 from schemahub.ingest import products as product_list
 from schemahub.ingest.connect import VenueAggregates, open_source
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from schemahub.quality.certificates import CertifyReport
     from schemahub.quality.checks import CheckOptions, CheckResult
     from schemahub.query.engine import QueryEngine
+    from schemahub.query.export import ExportReport, ExportRequest
     from schemahub.table.delta import CompactResult, TradesTable
     from schemahub.transform.claims import Claims
     from schemahub.transform.report import StageProgress, TransformOptions, TransformReport
@@ -420,6 +424,42 @@ def certify(settings: Settings, exchanges: set[str] | None = None, *, cross_chec
         return report
     finally:
         engine.close()
+
+
+def export(settings: Settings, output: str, request: ExportRequest, *, engine: QueryEngine | None = None,
+           stop: StopToken | None = None, on_file: Callable[[str, bool], None] | None = None) -> ExportReport:
+    """Export days of the table to ``output`` (a folder or ``s3://bucket/prefix``)."""
+    from schemahub.quality.certificates import Certificates
+    from schemahub.query.export import export as write_files
+
+    backends = open_backends(settings, create=False)
+    dest = _export_storage(settings, output)
+    own = engine is None
+    engine = engine or query_engine(settings, backends=backends)
+    try:
+        return write_files(engine, Certificates(backends.storage).rows(), dest, request, stop, on_file)
+    finally:
+        if own:
+            engine.close()
+
+
+def _export_storage(settings: Settings, output: str) -> Storage:
+    if output.startswith("s3://"):
+        from schemahub.infra.s3 import S3Storage
+
+        s3 = S3Storage(output, settings.aws)
+        s3.check()
+        return s3
+    if "://" in output:
+        raise ConfigError(f"--output {output!r}: a folder or s3://bucket/prefix")
+    root = Path(output).absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, root, "cannot create the export folder") from None
+    local = LocalStorage(root)
+    local.remove_orphaned_temp_files()  # what a killed export left in its temp folder
+    return local
 
 
 def dashboard_html(settings: Settings) -> str:

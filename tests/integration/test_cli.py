@@ -172,8 +172,8 @@ def test_every_command_has_help() -> None:
 
     group = get_command(app)
     names = ["run", "update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query",
-             "quarantine", "checkpoints", "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor",
-             "simulate", "version"]
+             "export", "quarantine", "checkpoints", "locks", "dashboard", "serve", "init-cloud", "athena-ddl",
+             "doctor", "simulate", "version"]
     assert sorted(group.commands) == sorted(names)  # type: ignore[attr-defined]
     runner = CliRunner()  # in-process: one interpreter start per command would cost 20 s
     for name in names:

@@ -39,7 +39,7 @@ log = logging.getLogger("schemahub.cli")
 
 PIPELINE_ORDER = (
     "run", "update-seed", "ingest", "repair", "transform", "compact", "certify", "check", "query",
-    "quarantine", "checkpoints",
+    "export", "quarantine", "checkpoints",
     "locks", "dashboard", "serve", "init-cloud", "athena-ddl", "doctor", "simulate", "version",
 )
 """Commands as ``--help`` lists them: the order data flows through them, then tools."""

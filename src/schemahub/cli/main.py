@@ -9,6 +9,7 @@ import typer
 from schemahub.cli import (  # noqa: F401 - they register
     commands_cloud,
     commands_dev,
+    commands_export,
     commands_ingest,
     commands_observe,
     commands_run,

@@ -95,6 +95,8 @@ class CoinbaseSim(SimulatedExchange):
             return json_reply(400, {"message": "granularity too small for the requested time range. "
                                     "Count of aggregations requested exceeds 300"})
         spec = market.spec
+        width = granularity * 10**6
+        end = end - end % width + width  # every candle that starts by `end`, whole
         rows = [[b.start_us // 10**6, b.low_units / 10**spec.price_decimals,
                  b.high_units / 10**spec.price_decimals, b.open_units / 10**spec.price_decimals,
                  b.close_units / 10**spec.price_decimals, b.volume_units / 10**spec.size_decimals]
