@@ -72,18 +72,17 @@ def _bars(rows: list[dict[str, Any]], kind: str, size: float | None = None,
     out = []
     for key in sorted(groups):
         trades = groups[key]
-        qty = [Decimal(repr(t["quantity"])) for t in trades]
-        notional = sum((q * Decimal(repr(t["price"])) for q, t in zip(qty, trades, strict=True)), Decimal(0))
+        sizes = [Decimal(repr(t["quantity"])) for t in trades]
+        paired = list(zip(sizes, trades, strict=True))
+        notional = sum((q * Decimal(repr(t["price"])) for q, t in paired), Decimal(0))
         out.append({
             "bar": key, "first_trade": trades[0]["trade_ts"], "last_trade": trades[-1]["trade_ts"],
             "open": trades[0]["price"], "high": max(t["price"] for t in trades),
             "low": min(t["price"] for t in trades), "close": trades[-1]["price"],
-            "volume": float(sum(qty)), "notional": float(notional), "vwap": float(notional / sum(qty)),
+            "volume": float(sum(sizes)), "notional": float(notional), "vwap": float(notional / sum(sizes)),
             "trades": len(trades),
-            "buy_volume": float(sum((q for q, t in zip(qty, trades, strict=True) if t["side"] == "buy"),
-                                    Decimal(0))),
-            "sell_volume": float(sum((q for q, t in zip(qty, trades, strict=True) if t["side"] == "sell"),
-                                     Decimal(0))),
+            "buy_volume": float(sum((q for q, t in paired if t["side"] == "buy"), Decimal(0))),
+            "sell_volume": float(sum((q for q, t in paired if t["side"] == "sell"), Decimal(0))),
         })
     return out
 
