@@ -164,13 +164,16 @@ class Lake:
         when ``exchange`` is None.
 
         ``kind="time"``: one bar per ``interval`` (``30s``, ``1m``, ``4h``, ``1d``) that has trades,
-        labelled by its start. ``"tick"``: ``size`` trades a bar; ``"volume"``: a bar closes with
-        the trade that brings its quantity to ``size`` (base units); ``"dollar"``: the same with
-        notional (price x quantity). The trade that crosses a threshold belongs to the bar it
-        closes; the next bar starts with the next trade. Sums for those thresholds are exact
-        (DECIMAL). Columns: ``bar`` (time bars: start; others: index), ``first_trade``,
-        ``last_trade``, ``open``, ``high``, ``low``, ``close``, ``volume``, ``notional``,
-        ``vwap``, ``trades``, ``buy_volume``, ``sell_volume`` (the taker's side).
+        labelled by its start. ``"tick"``: ``size`` trades a bar; ``"volume"``: bars cut at every
+        multiple of ``size`` of the cumulative quantity (base units) - bar k holds the trades
+        whose cumulative quantity *before* them lies in [k x size, (k+1) x size), so the trade
+        that crosses a multiple closes its bar and the next bar starts with the next trade (a
+        bar's quantity is ``size`` on average, off by at most one trade's); ``"dollar"``: the
+        same with notional (price x quantity). Computed with window sums in one statement;
+        the cumulative sums are exact (DECIMAL(38, 10) inputs). Columns: ``bar`` (time bars:
+        its start; others: its index), ``first_trade``, ``last_trade``, ``open``, ``high``,
+        ``low``, ``close``, ``volume``, ``notional``, ``vwap``, ``trades``, ``buy_volume``,
+        ``sell_volume`` (by the taker's side).
         """
         where, params = _filters(symbol, exchange, start, end)
         if kind == "time":
