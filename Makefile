@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: demo test lint typecheck gates unit bench image clean
+.PHONY: demo test lint typecheck gates docs unit bench image clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "installing SchemaHub and its pinned dependencies into $(VENV) (first run only; a few minutes)..."
@@ -26,7 +26,7 @@ $(CHECKOV): constraints-checkov.txt | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m schemahub.demo
 
-test: lint typecheck gates
+test: lint typecheck gates docs
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -34,6 +34,15 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The Python API's reference, generated from the docstrings into docs/api/ (open
+# docs/api/index.html). -W error: a warning (a name that does not resolve, ...) fails the build.
+API_MODULES := schemahub schemahub.api schemahub.query.export schemahub.errors schemahub.ingest.report \
+	schemahub.transform.report schemahub.quality.certificates schemahub.quality.checks schemahub.routine \
+	schemahub.settings
+docs: $(STAMP)
+	rm -rf docs/api
+	$(BIN)/python -W error -m pdoc --docformat restructuredtext --output-directory docs/api $(API_MODULES)
 
 # Deployment lint: the Dockerfile (hadolint, checkov) and terraform/ (checkov; the python-hcl2
 # parse and reference checks are tests in tests/deploy). --skip-download: no network.

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Lake", "Relation", "__version__", "open_lake"]
+__all__ = ["__version__"]  # open_lake, Lake and Relation resolve lazily (below): see schemahub.api
 
 if TYPE_CHECKING:
-    from schemahub.api import Lake, Relation, open_lake
+    from schemahub.api import Lake as Lake
+    from schemahub.api import Relation as Relation
+    from schemahub.api import open_lake as open_lake
 
 
 def __getattr__(name: str) -> Any:

@@ -65,6 +65,17 @@ def open_lake(url: str | None = None, *, env: Mapping[str, str] | None = None) -
     return Lake(Settings.load(url, env))
 
 
+@dataclass(frozen=True)
+class _TradeFilter:
+    """What ``Lake.trades`` asked for, kept to read it with polars directly (a local lake)."""
+
+    symbol: str | None
+    exchanges: list[str] | None
+    start: datetime | None
+    end: datetime | None
+    ordered: bool
+
+
 @dataclass
 class Relation:
     """A query not run yet: run it with ``to_arrow``, ``to_polars``, ``to_pandas`` or ``count``."""
@@ -72,6 +83,10 @@ class Relation:
     lake: Lake
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    trade_filter: _TradeFilter | None = None
+    """Set for a plain read of the trades table: ``to_polars`` then scans the pinned version's
+    Parquet files with polars itself (same rows, same order; no DuckDB -> Arrow -> polars
+    conversion, which costs about as much as the read)."""
 
     def to_arrow(self) -> pa.Table:
         return self.lake.engine.script(self.sql, self.params)[-1].table
@@ -79,6 +94,9 @@ class Relation:
     def to_polars(self) -> polars.DataFrame:
         import polars  # optional: pip install 'schemahub[frames]'
 
+        files = self.lake.local_files()
+        if self.trade_filter is not None and files is not None:
+            return _polars_trades(files, self.trade_filter)
         frame = polars.from_arrow(self.to_arrow())
         assert isinstance(frame, polars.DataFrame)
         return frame
@@ -128,6 +146,14 @@ class Lake:
             self._engine = pipeline.query_engine(self.settings, version=version, as_of=as_of)
         return self._engine
 
+    def local_files(self) -> list[str] | None:
+        """The pinned version's Parquet files, on a local lake whose files spell their
+        partitions (None otherwise: object stores, tables other writers laid out)."""
+        engine = self.engine
+        if engine.snapshot is None or "://" in engine.table.uri:
+            return None
+        return engine.table.data_files(engine.snapshot)
+
     @property
     def version(self) -> int | None:
         """The trades table version every query reads (None: no table yet)."""
@@ -149,13 +175,18 @@ class Lake:
 
     def trades(self, symbol: str | None = None, exchange: str | Sequence[str] | None = None,
                start: Moment | None = None, end: Moment | None = None,
-               certified_only: bool = False) -> Relation:
-        """Trades in [start, end), ordered by time (then venue and id). Filters are pushed down:
-        exchange and day prune partitions (whole files), symbol and time skip row groups.
+               certified_only: bool = False, ordered: bool = True) -> Relation:
+        """Trades in [start, end), ordered by time (then venue and id; ``ordered=False``: in
+        file order, which saves a sort of the whole result). Filters are pushed down: exchange
+        and day prune partitions (whole files), symbol and time skip row groups.
         ``certified_only``: only the rows of days whose certificate is (with exchange gaps) certified."""
         where, params = _filters(symbol, exchange, start, end)
         source = "certified_trades" if certified_only else "trades"
-        return Relation(self, f"SELECT * FROM {source} WHERE {where} ORDER BY {_ORDER}", params)  # noqa: S608
+        order = f" ORDER BY {_ORDER}" if ordered else ""
+        venues = [exchange] if isinstance(exchange, str) else list(exchange) if exchange else None
+        plain = None if certified_only else _TradeFilter(params.get("symbol"), venues, params.get("start"),
+                                                         params.get("end"), ordered)
+        return Relation(self, f"SELECT * FROM {source} WHERE {where}{order}", params, plain)  # noqa: S608
 
     def bars(self, symbol: str, interval: str = "1m", exchange: str | Sequence[str] | None = None,
              start: Moment | None = None, end: Moment | None = None, kind: BarKind = "time",
@@ -291,6 +322,30 @@ def _filters(symbol: str | None, exchange: str | Sequence[str] | None, start: Mo
         # the last day with a trade before `end` (an end at midnight does not read the next day)
         params.update(end=finish, end_day=(finish - timedelta(microseconds=1)).astimezone(UTC).date())
     return " AND ".join(clauses), params
+
+
+def _polars_trades(files: list[str], wanted: _TradeFilter) -> polars.DataFrame:
+    """``Lake.trades`` read by polars from the pinned files: the same rows, columns and order."""
+    import polars as pl
+
+    from schemahub.transform.schema import COLUMNS
+
+    frame = pl.scan_parquet(files, hive_partitioning=True,
+                            hive_schema={"exchange": pl.String, "trade_date": pl.Date})
+    if wanted.symbol is not None:
+        frame = frame.filter(pl.col("symbol") == wanted.symbol)
+    if wanted.exchanges is not None:
+        frame = frame.filter(pl.col("exchange").is_in(wanted.exchanges))
+    if wanted.start is not None:
+        frame = frame.filter(pl.col("trade_ts") >= wanted.start)
+    if wanted.end is not None:
+        frame = frame.filter(pl.col("trade_ts") < wanted.end)
+    frame = frame.select([c.name for c in COLUMNS])
+    if wanted.ordered:
+        numeric = pl.col("trade_id").cast(pl.Int64, strict=False)
+        frame = frame.sort([pl.col("trade_ts"), pl.col("exchange"), numeric, pl.col("trade_id")],
+                           nulls_last=True)
+    return frame.collect()
 
 
 def _moment(value: Moment, name: str) -> datetime:
