@@ -61,7 +61,8 @@ def main() -> None:
         symbol, day = "BTC-USD", (START + timedelta(days=args.days // 2)).date()
         results: dict[str, Any] = {"rows": args.rows, "days": args.days, "table_version": lake.version}
 
-        api_day_s, frame = best(lambda: lake.trades(symbol, start=day, end=day + timedelta(days=1)).to_polars())
+        one_day = lake.trades(symbol, start=day, end=day + timedelta(days=1))
+        api_day_s, frame = best(one_day.to_polars)
         ref_day_s, ref = best(lambda: pl.scan_delta(str(table_dir)).filter(
             (pl.col("symbol") == symbol) & (pl.col("trade_date") == day)).sort(
             "trade_ts", "exchange", "trade_id").collect())
