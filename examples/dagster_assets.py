@@ -8,8 +8,7 @@ that fails raises, so Dagster marks the run failed and the next materialization 
 from the lake's checkpoints (every stage is idempotent and exactly-once).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the `context` annotations at definition.
 import os
 from datetime import timedelta
 
@@ -24,7 +23,9 @@ from dagster import (
 
 import schemahub
 
-EXCHANGES = os.environ.get("SCHEMAHUB_EXCHANGES", "coinbase,binance,kraken").split(",")
+EXCHANGES = os.environ.get("DAGSTER_EXCHANGES", "coinbase,binance,kraken").split(",")
+PRODUCTS = os.environ.get("DAGSTER_PRODUCTS", "").split(",") if os.environ.get("DAGSTER_PRODUCTS") else None
+"""None: each exchange's seed file (`schemahub update-seed`)."""
 
 
 def _lake() -> schemahub.Lake:
@@ -33,7 +34,7 @@ def _lake() -> schemahub.Lake:
 
 @asset(description="New trades from each exchange into the raw lake (one report per exchange).")
 def raw_trades(context: AssetExecutionContext) -> MaterializeResult:
-    reports = _lake().ingest(EXCHANGES)
+    reports = _lake().ingest(EXCHANGES, products=PRODUCTS)
     failed = [f"{r.exchange}: {r.error or 'see products'}" for r in reports if not r.ok]
     if failed:
         raise RuntimeError("; ".join(failed))

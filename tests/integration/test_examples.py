@@ -68,7 +68,8 @@ def test_the_dagster_assets_materialize_the_routine(tmp_path: Path, make_sim: Si
     import dagster  # pragma: no cover - with the optional dependency only
 
     lake, env = _lake(tmp_path, make_sim)
-    for key, value in {**env, "SCHEMAHUB_LAKE": str(lake), "SCHEMAHUB_EXCHANGES": ",".join(VENUES)}.items():
+    for key, value in {**env, "SCHEMAHUB_LAKE": str(lake), "DAGSTER_EXCHANGES": ",".join(VENUES),
+                       "DAGSTER_PRODUCTS": SYMBOL}.items():
         monkeypatch.setenv(key, value)
     spec = importlib.util.spec_from_file_location("dagster_assets", EXAMPLES / "dagster_assets.py")
     assert spec is not None and spec.loader is not None
