@@ -66,6 +66,7 @@ bench: $(STAMP)
 	cd bench && ../$(BIN)/python cloud.py
 	cd bench && ../$(BIN)/python archive.py
 	cd bench && ../$(BIN)/python certify.py
+	cd bench && ../$(BIN)/python api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
