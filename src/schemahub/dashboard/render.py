@@ -12,8 +12,10 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -24,6 +26,7 @@ from schemahub.dashboard.data import Dashboard
 COMMAND_COLORS = {"ingest": "#2563eb", "repair": "#0891b2", "transform": "#16a34a", "compact": "#9333ea",
                   "certify": "#ca8a04", "check": "#ea580c"}
 EXCHANGE_COLORS = ["#2563eb", "#f59e0b", "#7c3aed", "#059669", "#dc2626", "#0891b2"]
+T = TypeVar("T")
 _LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
                            "font": {"family": "Inter, system-ui, sans-serif", "size": 12},
                            "legend": {"orientation": "h", "y": -0.15}}
@@ -94,30 +97,38 @@ def api_health(board: Dashboard) -> go.Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """A product x day heatmap's axes and cells: values and hover texts (None/"" where empty)."""
+
+    products: list[str]
+    days: list[str]
+    z: list[list[Any]]
+    text: list[list[str]]
+
+
+def _grid(cells: dict[tuple[str, date], T], value: Callable[[T], Any], hover: Callable[[T], str]) -> _Grid:
+    products = sorted({product for product, _ in cells})
+    days = sorted({day for _, day in cells})
+    z = [[None if (c := cells.get((p, d))) is None else value(c) for d in days] for p in products]
+    text = [["" if (c := cells.get((p, d))) is None else hover(c) for d in days] for p in products]
+    return _Grid(products, [d.isoformat() for d in days], z, text)
+
+
 def completeness(board: Dashboard) -> go.Figure:
     if not board.coverage:
         return _empty("Data completeness", "no trades in the table yet")
-    products = sorted({f"{c.exchange} {c.symbol}" for c in board.coverage})
-    days = sorted({c.day for c in board.coverage})
-    cells = {(f"{c.exchange} {c.symbol}", c.day): c for c in board.coverage}
-    z: list[list[float | None]] = []
-    text: list[list[str]] = []
-    for product in products:
-        z.append([])
-        text.append([])
-        for day in days:
-            cell = cells.get((product, day))
-            z[-1].append(None if cell is None else round(cell.coverage, 4))
-            text[-1].append("" if cell is None else (
-                f"{cell.rows:,} trades of {cell.span:,} ids<br>{cell.known_gaps:,} skipped by the exchange"
-                f"<br>{cell.unexplained:,} unexplained"))
+    grid = _grid({(f"{c.exchange} {c.symbol}", c.day): c for c in board.coverage},
+                 lambda c: round(c.coverage, 4),
+                 lambda c: (f"{c.rows:,} trades of {c.span:,} ids<br>{c.known_gaps:,} skipped by the exchange"
+                            f"<br>{c.unexplained:,} unexplained"))
     fig = go.Figure(go.Heatmap(
-        z=z, x=[d.isoformat() for d in days], y=products, text=text, zmin=min(99.0, *(
-            v for row in z for v in row if v is not None)), zmax=100.0,
+        z=grid.z, x=grid.days, y=grid.products, text=grid.text, zmin=min(99.0, *(
+            v for row in grid.z for v in row if v is not None)), zmax=100.0,
         colorscale=[[0, "#dc2626"], [0.5, "#fbbf24"], [1, "#16a34a"]], colorbar={"title": "% of ids"},
         hovertemplate="%{y} %{x}<br>%{z:.3f}% of trade ids<br>%{text}<extra></extra>", xgap=2, ygap=2))
     fig.update_layout(title="Completeness: trade-id coverage per product and day", **_LAYOUT,
-                      height=max(260, 60 + 34 * len(products)), xaxis={"type": "category"})
+                      height=max(260, 60 + 34 * len(grid.products)), xaxis={"type": "category"})
     return fig
 
 
@@ -129,27 +140,17 @@ def certificates(board: Dashboard) -> go.Figure:
     """A calendar of certificate status per product and day, the reasons on hover."""
     if not board.certificates:
         return _empty("Certificates", "no certificates yet (`schemahub certify`)")
-    products = sorted({f"{c['exchange']} {c['symbol']}" for c in board.certificates})
-    days = sorted({c["day"] for c in board.certificates})
-    cells = {(f"{c['exchange']} {c['symbol']}", c["day"]): c for c in board.certificates}
-    z: list[list[int | None]] = []
-    text: list[list[str]] = []
-    for product in products:
-        z.append([])
-        text.append([])
-        for day in days:
-            cell = cells.get((product, day))
-            z[-1].append(None if cell is None else CERTIFICATE_STATUSES.index(cell["status"]))
-            text[-1].append("" if cell is None else _reasons(cell))
+    grid = _grid({(f"{c['exchange']} {c['symbol']}", c["day"]): c for c in board.certificates},
+                 lambda c: CERTIFICATE_STATUSES.index(c["status"]), _reasons)
     n = len(CERTIFICATE_STATUSES)
     scale = [[edge, color] for i, color in enumerate(_STATUS_COLORS) for edge in (i / n, (i + 1) / n)]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[d.isoformat() for d in days], y=products, text=text, zmin=-0.5, zmax=n - 0.5,
+        z=grid.z, x=grid.days, y=grid.products, text=grid.text, zmin=-0.5, zmax=n - 0.5,
         colorscale=scale, xgap=2, ygap=2, hovertemplate="%{y} %{x}<br>%{text}<extra></extra>",
         colorbar={"tickvals": list(range(n)),
                   "ticktext": [s.replace("_", " ") for s in CERTIFICATE_STATUSES]}))
     fig.update_layout(title="Certificates: status per product and UTC day", **_LAYOUT,
-                      height=max(260, 60 + 34 * len(products)), xaxis={"type": "category"})
+                      height=max(260, 60 + 34 * len(grid.products)), xaxis={"type": "category"})
     return fig
 
 
