@@ -178,3 +178,18 @@ def test_certify_exports_json_lines(tmp_path: Path, make_sim: SimFactory, fmt: s
     assert queried.returncode == 0, queried.stderr
     certified = sum(e["trades"] for e in exported if e["status"].startswith("certified"))
     assert orjson.loads(queried.stdout.splitlines()[0])["n"] == certified
+
+
+def test_okx_days_are_cross_checked_with_its_candles(tmp_path: Path, make_sim: SimFactory) -> None:
+    spec = replace(simulator_class("okx").test_products[0], trades_per_s=0.05, history=12_000, gap_rate=0.0)
+    sim = make_sim(exchange="okx", products=[spec], faults=Faults(rate_limit=False))
+    lake = tmp_path / "lake"
+    ingest(lake, sim, [spec.symbol], since_us=EPOCH_2020_US)
+    transform(lake)
+    _certify(lake, sim)
+    rows = _certificates(lake)
+    assert rows and {r["status"] for r in rows} == {"certified"}
+    for row in rows:
+        cross = json.loads(row["cross_check"])
+        assert (cross["source"], cross["result"], cross["figures"]) == ("candles 1m", "agrees", ["volume"])
+        assert cross["intervals"] > 100  # minutes with trades, paged 100 candles a request

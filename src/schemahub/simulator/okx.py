@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from datetime import date
 from typing import BinaryIO, ClassVar
 
+from schemahub.simulator.aggregates import buckets
 from schemahub.simulator.archive import ArchiveFaults, ArchiveHost, FileRequest
-from schemahub.simulator.market import MS_CLOCK_ALWAYS, Market, ProductSpec, Trade
+from schemahub.simulator.market import MS_CLOCK_ALWAYS, Market, ProductSpec, Trade, plain_number
 from schemahub.simulator.wire import Reply, SimulatedExchange, json_reply
 from schemahub.sources.archive import Period
 from schemahub.sources.okx_archive import COLUMNS
@@ -69,6 +70,8 @@ class OkxSim(SimulatedExchange):
                 return _error(400, "51000", "Parameter instType error")
             return json_reply(200, {"code": "0", "data": [self._instrument(m) for m in self.markets.values()],
                                     "msg": ""})
+        if path == "/api/v5/market/history-candles":
+            return self._candles(query, now_us)
         if path != "/api/v5/market/history-trades":
             return _error(404, "50000", "Not found")
         market = self.markets.get(query.get("instId", ""))
@@ -85,6 +88,35 @@ class OkxSim(SimulatedExchange):
         stop = count if after is None else market.index_below(after, count)  # ids < after
         rows = self.page_bytes(market, max(0, stop - limit), stop, newest_first=True)
         return Reply(200, b'{"code":"0","msg":"","data":%s}' % rows)
+
+    def _candles(self, query: Mapping[str, str], now_us: int) -> Reply:
+        """``history-candles``: rows ``[ts ms, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``,
+        newest first, 100 at most, older than ``after`` and newer than ``before`` (ms)."""
+        market = self.markets.get(query.get("instId", ""))
+        if market is None:
+            return _error(400, "51001", "Instrument ID does not exist")
+        if query.get("bar", "1m") != "1m":
+            return _error(400, "51000", "Parameter bar error")
+        try:
+            limit = int(query.get("limit", "100"))
+            after = int(query["after"]) * 1000 if "after" in query else now_us  # candles starting before
+            before = int(query["before"]) * 1000 if "before" in query else -1  # ... and after this
+        except ValueError:
+            return _error(400, "51000", "Parameter after error")
+        spec = market.spec
+        minute = 60_000_000
+        found = buckets(market, market.visible(now_us), max(0, before - before % minute),
+                        after - after % minute + minute, 60, self.misreports)
+        rows = []
+        def price(units: int) -> str:
+            return plain_number(units, spec.price_decimals)
+
+        for b in reversed([b for b in found if before < b.start_us < after][-limit:]):
+            notional = plain_number(b.notional_units, spec.price_decimals + spec.size_decimals)
+            rows.append([str(b.start_us // 1000), price(b.open_units), price(b.high_units),
+                         price(b.low_units), price(b.close_units), plain_number(b.volume_units, spec.size_decimals),
+                         notional, notional, "1"])
+        return json_reply(200, {"code": "0", "msg": "", "data": rows})
 
     def wire_trade(self, market: Market, trade: Trade, variant: bool = False) -> bytes:
         return (f'{{"instId":"{market.spec.native}","side":"{trade.taker_side}","sz":"{trade.size}",'

@@ -26,6 +26,7 @@ from schemahub.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket
 from schemahub.sources.base import (
     DescendingIdSource,
     ListingKeys,
@@ -57,6 +58,32 @@ class Okx(DescendingIdSource):
 
     def list_products(self) -> list[Product]:
         return self.client.fetch("/api/v5/public/instruments", {"instType": "SPOT"}, self._parse_instruments)
+
+    def aggregate_feed(self) -> AggregateFeed:
+        return AggregateFeed("candles 1m", 60, ("volume",))
+
+    def day_aggregates(self, product: Product, day_start_us: int,
+                       stats: RequestStats | None = None) -> list[VenueBucket]:
+        """``/api/v5/market/history-candles?bar=1m``: rows ``[ts ms, o, h, l, c, vol, volCcy,
+        volCcyQuote, confirm]``, newest first, 100 a request (15 per day), paged with ``after``
+        (older than) and ``before`` (newer than); ``vol`` is in the base currency for spot."""
+        def parse(response: JsonResponse) -> list[VenueBucket]:
+            rows = self._data(response)
+            try:
+                return [VenueBucket(int(r[0]) * 1000, None, float(r[5])) for r in rows]
+            except (TypeError, ValueError, IndexError) as exc:
+                raise shape_error(response, self.name, f"unreadable candle: {exc}") from exc
+
+        out: list[VenueBucket] = []
+        first_ms, after = day_start_us // 1000, (day_start_us + 86_400_000_000) // 1000
+        while True:
+            params: dict[str, str | int] = {"instId": product.native_id, "bar": "1m", "after": after,
+                                            "before": first_ms - 1, "limit": 100}
+            rows = self.client.fetch("/api/v5/market/history-candles", params, parse, stats)
+            out.extend(r for r in rows if r.start_us >= day_start_us)
+            if len(rows) < 100:
+                return out
+            after = min(r.start_us for r in rows) // 1000
 
     def page_below(self, product: Product, below: int | None, limit: int,
                    stats: RequestStats | None = None) -> Page:
