@@ -113,9 +113,9 @@ class OkxSim(SimulatedExchange):
 
         for b in reversed([b for b in found if before < b.start_us < after][-limit:]):
             notional = plain_number(b.notional_units, spec.price_decimals + spec.size_decimals)
+            volume = plain_number(b.volume_units, spec.size_decimals)
             rows.append([str(b.start_us // 1000), price(b.open_units), price(b.high_units),
-                         price(b.low_units), price(b.close_units), plain_number(b.volume_units, spec.size_decimals),
-                         notional, notional, "1"])
+                         price(b.low_units), price(b.close_units), volume, notional, notional, "1"])
         return json_reply(200, {"code": "0", "msg": "", "data": rows})
 
     def wire_trade(self, market: Market, trade: Trade, variant: bool = False) -> bytes:
