@@ -33,6 +33,7 @@ from schemahub.errors import ConfigError
 from schemahub.identifiers import exchange_name
 from schemahub.identifiers import symbol as valid_symbol
 from schemahub.settings import Settings
+from schemahub.sources.registry import DEFAULT_EXCHANGE
 from schemahub.stop import StopToken
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class Lake:
 
     # -- the stages ------------------------------------------------------------------------
 
-    def ingest(self, exchanges: Sequence[str] = ("coinbase",), products: Sequence[str] | None = None,
+    def ingest(self, exchanges: Sequence[str] = (DEFAULT_EXCHANGE,), products: Sequence[str] | None = None,
                since: Moment | None = None, stop: StopToken | None = None) -> list[IngestReport]:
         """Fetch new trades (``exchanges=["all"]`` for every venue), one report per exchange."""
         from schemahub.ingest import exchanges as ingest_exchanges

@@ -47,6 +47,7 @@ from schemahub.errors import ConfigError, CorruptState, SchemahubError
 from schemahub.infra.checkpoints import CheckpointStore, Gap, GapLogStore
 from schemahub.infra.storage import Storage
 from schemahub.quality.crosscheck import NOT_AVAILABLE, AggregateSource, compare, our_buckets, unavailable
+from schemahub.query import day_stats
 from schemahub.query.engine import QueryEngine
 from schemahub.sources.archive import DAY_IDS
 from schemahub.table.delta import delta_failure, delta_options
@@ -69,21 +70,8 @@ SCHEMA = pa.schema([
     ("cross_check", pa.string()),
 ])
 
-DAY_STATS_SQL = """
-WITH rows AS (
-    SELECT *, epoch_us(trade_ts) - lag(epoch_us(trade_ts)) OVER (
-        PARTITION BY exchange, symbol, trade_date ORDER BY trade_ts, TRY_CAST(trade_id AS BIGINT)) AS gap_us
-    FROM trades WHERE exchange = $exchange AND trade_date IN (SELECT unnest($days::DATE[])))
-SELECT exchange, symbol, trade_date AS day, count(*) AS trades,
-       min(TRY_CAST(trade_id AS BIGINT)) AS first_id, max(TRY_CAST(trade_id AS BIGINT)) AS last_id,
-       bool_or(id_kind = 'derived') AS derived, sum(quantity) AS volume,
-       sum(price * quantity) / nullif(sum(quantity), 0) AS vwap,
-       coalesce(max(gap_us), 0) / 1e6 AS longest_silence_s,
-       md5(string_agg(concat_ws('|', trade_id, id_kind, side, printf('%.17g', price),
-                                printf('%.17g', quantity), epoch_us(trade_ts)::VARCHAR),
-                      chr(10) ORDER BY TRY_CAST(trade_id AS BIGINT), trade_id)) AS content_hash
-FROM rows GROUP BY ALL ORDER BY ALL
-"""
+DAY_STATS_SQL = day_stats.DAY_STATS_SQL
+"""The per-day aggregates a certificate holds (``query/day_stats.py``)."""
 
 
 @dataclass

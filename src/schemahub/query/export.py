@@ -36,7 +36,7 @@ from isal import igzip
 
 from schemahub.errors import ConfigError
 from schemahub.infra.storage import Storage
-from schemahub.quality.certificates import DAY_STATS_SQL, json_lines
+from schemahub.query.day_stats import DAY_STATS_SQL
 from schemahub.query.engine import QueryEngine
 from schemahub.stop import StopToken
 
@@ -177,4 +177,6 @@ def _already_there(dest: Storage, name: str, wanted: dict[str, Any]) -> bool:
 
 
 def _plain(certificate: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if certificate is None else json.loads(json_lines([certificate]))
+    if certificate is None:
+        return None
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in certificate.items()}
