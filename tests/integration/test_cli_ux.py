@@ -30,7 +30,11 @@ def test_the_dry_run_estimate_is_within_2x_of_the_run(tmp_path: Path, make_sim: 
     limits = simulator_class(exchange).limits
     sim = make_sim(exchange=exchange, faults=Faults(rate_limit=True, **limits))  # type: ignore[arg-type]
     lake = str(tmp_path / "lake")
-    args = ["ingest", "--exchange", exchange, "--products", ",".join(TRADED[exchange]),
+    # one product where a run of it lasts seconds (the estimate is per product); all of them on
+    # Binance (one product fits in its burst: nothing to estimate) and Bitfinex (its plan leaves
+    # out the product-list request, a quarter of a one-product run at 15 requests a minute)
+    products = TRADED[exchange] if exchange in ("binance", "bitfinex") else TRADED[exchange][:1]
+    args = ["ingest", "--exchange", exchange, "--products", ",".join(products),
             "--since", "2020-01-01", "--json", "--lake", lake]
     plan = run_cli(*args, "--dry-run", env=cli_env(sim))
     assert plan.returncode == 0, plan.stderr

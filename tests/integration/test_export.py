@@ -60,6 +60,8 @@ def _files(storage: Storage) -> list[str]:
 @pytest.mark.parametrize(("layout", "fmt"), [("tardis", "csv.gz"), ("native", "parquet")])
 def test_export_round_trips_the_table(lake: LakeRef, make_sim: SimFactory, tmp_path: Path, layout: str,
                                       fmt: str) -> None:
+    if lake.kind == "s3" and layout == "native":
+        pytest.skip("S3 is covered by the tardis layout (the writer is the same)")
     _build(lake, make_sim)
     target = f"{lake.url}-export" if lake.url.startswith("s3://") else str(tmp_path / "export")
     args = ("export", "--output", target, "--layout", layout, "--format", fmt, "--json", "--lake", lake.url)

@@ -33,7 +33,7 @@ from tests.lakes import LakeRef
 
 pytestmark = pytest.mark.slow
 PRODUCTS = ["BTC-USD", "SOL-USD", "BTC-USDT"]
-ROUNDS = 3
+ROUNDS = 2
 _COUNT = "SELECT count(*) AS n, count(DISTINCT exchange || symbol || trade_id) AS k FROM trades"
 # A query that takes a while: every row, sorted, while the others rewrite the files under it.
 _LONG = ("SELECT symbol, count(*) AS n, sum(price * quantity) AS notional FROM "

@@ -128,6 +128,8 @@ def test_corrupt_raw_files_are_quarantined_and_the_rest_transformed(lake: LakeRe
 def test_released_quarantined_files_are_fetched_again_and_check_ends_green(
         lake: LakeRef, make_sim: SimFactory, exchange: str) -> None:
     """The way back from quarantine: list, release, repair, transform - and `check` is green."""
+    if (lake.kind == "s3") != (exchange == "coinbase"):
+        pytest.skip("one lake per exchange: coinbase on S3, kraken locally (test_repair covers the rest)")
     sim = make_sim(exchange=exchange)
     products = TRADED[exchange]
     ingest(lake, sim, products)
