@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import subprocess
@@ -178,14 +179,31 @@ def raw_files(lake: LakeLike, symbol: str, exchange: str = "coinbase") -> list[t
 def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any]]:
     """A coverage record's rows, from the zip in the lake, as the venue's REST API writes them
     (Binance: times in µs, like the ground truth SchemaHub is served)."""
+    archive = header.archive
+    assert archive is not None
+    cache_key = (archive.key, archive.sha256, header.exchange, header.time_unit)
+    if cache_key not in _ARCHIVES:
+        data = storage.read(archive.key)
+        assert data is not None, f"{archive.key} is missing"
+        assert hashlib.sha256(data).hexdigest() == archive.sha256, f"{archive.key} is not the verified file"
+        parsed = _parse_archive(data, header)
+        _ARCHIVES[cache_key] = (parsed, [trade_id(r) for r in parsed])
+    parsed, ids = _ARCHIVES[cache_key]
+    return parsed[bisect.bisect_right(ids, header.covers_after_id):
+                  bisect.bisect_right(ids, header.covers_through_id)]
+
+
+_ARCHIVES: dict[tuple[str, str, str, str | None], tuple[list[dict[str, Any]], list[int]]] = {}
+"""Parsed archive files, by (key, sha256, exchange, time unit): several coverage records
+share one file, and parsing it once per record made the archive tests slow."""
+
+
+def _parse_archive(data: bytes, header: files.RawHeader) -> list[dict[str, Any]]:
     import io
     import zipfile
 
     archive = header.archive
     assert archive is not None
-    data = storage.read(archive.key)
-    assert data is not None, f"{archive.key} is missing"
-    assert hashlib.sha256(data).hexdigest() == archive.sha256, f"{archive.key} is not the verified file"
     if archive.filename.endswith(".gz"):
         import gzip
 
@@ -194,15 +212,15 @@ def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             text = zf.read(zf.namelist()[0]).decode()
     scale = 1 if header.time_unit == "us" else 1000
+    lines = text.splitlines()
+    names = lines[0].split(",")
     records = []
-    lines = text.splitlines()[1 if archive.header_row else 0:]
-    for line in lines:
+    for line in lines[1 if archive.header_row else 0:]:
         if not line:
             continue
         cells = line.split(",")
         record: dict[str, Any]
         if archive.named_columns:  # Bybit: by the header's names; ids numbered from the day's base
-            names = text.splitlines()[0].split(",")
             row = dict(zip(names, cells, strict=True))
             record = {"id": archive.id_base + int(row["id"]), "timestamp": int(row["timestamp"]),
                       "price": row["price"], "volume": row["volume"], "side": row["side"]}
@@ -219,8 +237,7 @@ def archive_records(storage: Any, header: files.RawHeader) -> list[dict[str, Any
             record = {"a": int(cells[0]), "p": cells[1], "q": cells[2], "f": int(cells[3]),
                       "l": int(cells[4]), "T": int(cells[5]) * scale, "m": cells[6].lower() == "true",
                       "M": cells[7].lower() == "true"}
-        if header.covers_after_id < trade_id(record) <= header.covers_through_id:
-            records.append(record)
+        records.append(record)
     return sorted(records, key=trade_id)
 
 
