@@ -17,7 +17,6 @@ Targets (issue 16): the reads within 1.2x of polars/deltalake, the bars within 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -31,7 +30,7 @@ import polars as pl
 from deltalake import DeltaTable
 
 import schemahub
-from query import build
+from query import build, table_arguments
 from synth import START
 
 REPEATS = 3
@@ -47,12 +46,7 @@ def best(run: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=50_000_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--symbols", type=int, default=12)
-    args = parser.parse_args()
+    args = table_arguments(__doc__)
     with tempfile.TemporaryDirectory() as work:
         lake_dir = Path(work) / "lake"
         table_dir = lake_dir / "table" / "trades"

@@ -17,7 +17,6 @@ Targets (issue 15): first within 1.5x of the scan, incremental < 5% of the first
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from query import build
+from query import build, table_arguments
 from schemahub import pipeline
 from schemahub.infra.checkpoints import Checkpoint, CheckpointStore
 from schemahub.infra.storage import LocalStorage
@@ -53,12 +52,7 @@ def close_every_day(lake: Path, days: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=50_000_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--symbols", type=int, default=12)
-    args = parser.parse_args()
+    args = table_arguments(__doc__)
     with tempfile.TemporaryDirectory() as work:
         lake = Path(work) / "lake"
         build(lake / "table" / "trades", args.rows, args.days, args.symbols)

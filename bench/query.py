@@ -33,6 +33,15 @@ DAY_US = 86_400_000_000
 REPEATS = 5
 
 
+def table_arguments(doc: str | None) -> argparse.Namespace:
+    """The command line of a benchmark over the synthetic table: --rows, --days, --symbols."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=50_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--symbols", type=int, default=12)
+    return parser.parse_args()
+
+
 def build(table_dir: Path, rows: int, days: int, symbols: int) -> None:
     con = connect()
     sql, params = unified_sql(rows, symbols, days)
