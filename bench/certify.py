@@ -74,7 +74,8 @@ def main() -> None:
         table = TradesTable(str(lake / "table" / "trades")).load()
         assert table is not None
         one_day = pipeline.query_engine(settings).sql(
-            "SELECT * FROM trades WHERE trade_date = $day ORDER BY symbol LIMIT 1000", {"day": days[len(days) // 2]})
+            "SELECT * FROM trades WHERE trade_date = $day ORDER BY symbol LIMIT 1000",
+            {"day": days[len(days) // 2]})
         new_ids = pa.array([f"9{i:09d}" for i in range(one_day.num_rows)], pa.string())
         one_day = one_day.set_column(one_day.schema.get_field_index("trade_id"), "trade_id", new_ids)
         write_deltalake(table, one_day, mode="append", partition_by=["exchange", "trade_date"])
