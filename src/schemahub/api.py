@@ -20,7 +20,6 @@ subclasses (``ConfigError`` for bad input, ``QueryError`` for SQL that fails).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,6 +34,7 @@ from schemahub.identifiers import symbol as valid_symbol
 from schemahub.settings import Settings
 from schemahub.sources.registry import DEFAULT_EXCHANGE
 from schemahub.stop import StopToken
+from schemahub.timeutil import duration
 
 if TYPE_CHECKING:
     import pandas
@@ -51,8 +51,6 @@ Moment = datetime | date | str
 """A point in time: an aware datetime, a date (its UTC midnight), or ISO-8601 text (UTC unless it says)."""
 BarKind = Literal["time", "volume", "tick", "dollar"]
 
-_INTERVAL = re.compile(r"(\d+)(s|m|h|d)")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ORDER = "trade_ts, exchange, TRY_CAST(trade_id AS BIGINT), trade_id"
 """The order of trades within and across venues: time, then venue, then id."""
 
@@ -363,7 +361,7 @@ def _moment(value: Moment, name: str) -> datetime:
 
 
 def _interval_us(interval: str) -> int:
-    match = _INTERVAL.fullmatch(interval.strip())
-    if not match or int(match[1]) == 0:
+    span = duration(interval)
+    if not span:  # None, or zero
         raise ConfigError(f"interval {interval!r}: use a number and s, m, h or d (30s, 1m, 4h, 1d)")
-    return int(match[1]) * _UNIT_S[match[2]] * 1_000_000
+    return span // timedelta(microseconds=1)

@@ -6,6 +6,7 @@ compare, and what the unified table stores.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -43,3 +44,13 @@ def now_us() -> int:
 def new_run_id(now: datetime | None = None) -> str:
     """``20261130T174831Z-1a2b3c4d``: sorts by start time, unique per run."""
     return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta | None:
+    """``90s``, ``15m``, ``2h``, ``1d`` as a timedelta; None when ``text`` is not one."""
+    match = _DURATION.fullmatch(text.strip())
+    return None if match is None else timedelta(**{_UNITS[match[2]]: int(match[1])})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from schemahub.infra.storage import storage_error
 from schemahub.settings import Settings
 from schemahub.sources.registry import list_exchanges
 from schemahub.stop import StopToken
+from schemahub.timeutil import duration
 
 if TYPE_CHECKING:
     from typer._click.core import Context  # typer vendors click: its Context is this one
@@ -139,10 +139,9 @@ def _main(
 def parse_since(text: str, now: datetime | None = None) -> int:
     """``--since``: an ISO-8601 date/time (UTC unless it says otherwise) or a duration ago (6h, 2d)."""
     now = now or datetime.now(UTC)
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-        moment = now - timedelta(**{unit: int(match[1])})
+    ago = duration(text)
+    if ago is not None:
+        moment = now - ago
     else:
         try:
             moment = datetime.fromisoformat(text.strip())
@@ -158,11 +157,10 @@ def parse_since(text: str, now: datetime | None = None) -> int:
 
 def parse_duration(text: str, option: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``1d``."""
-    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if not match or int(match[1]) == 0:
+    span = duration(text)
+    if not span:  # None, or zero
         raise ConfigError(f"{option} {text!r} is not a duration like 90m, 2h or 1d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-    return timedelta(**{unit: int(match[1])})
+    return span
 
 
 def split_names(products: str | None) -> list[str] | None:
