@@ -57,6 +57,11 @@ class ExportRequest:
     fmt: Format = "csv.gz"
     layout: Layout = "tardis"
 
+    def __post_init__(self) -> None:  # checked before anything is opened or created
+        if self.fmt not in FORMATS or self.layout not in LAYOUTS:
+            raise ConfigError(f"--format {self.fmt!r} / --layout {self.layout!r}: formats are "
+                              f"{', '.join(FORMATS)}; layouts {', '.join(LAYOUTS)}")
+
 
 @dataclass
 class ExportReport:
@@ -81,9 +86,6 @@ def file_name(layout: Layout, fmt: Format, exchange: str, symbol: str, day: date
 def export(engine: QueryEngine, certificates: Iterable[dict[str, Any]], dest: Storage, request: ExportRequest,
            stop: StopToken | None = None, on_file: Callable[[str, bool], None] | None = None) -> ExportReport:
     """Write every (exchange, symbol, day) of the request to ``dest``; see the module docstring."""
-    if request.fmt not in FORMATS or request.layout not in LAYOUTS:
-        raise ConfigError(f"--format {request.fmt!r} / --layout {request.layout!r}: formats are "
-                          f"{', '.join(FORMATS)}; layouts {', '.join(LAYOUTS)}")
     if engine.version is None:
         raise ConfigError("there is no trades table yet: run `schemahub transform` first")
     stop = stop or StopToken()
