@@ -9,8 +9,11 @@ its connector (``TradeSource.day_aggregates``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from schemahub.http.client import JsonResponse, shape_error
 
 Figure = Literal["trades", "volume", "taker_buy_volume"]
 
@@ -41,3 +44,15 @@ class AggregateFeed:
         if figure == "trades":
             return ours == theirs
         return abs(ours - theirs) <= self.volume_tolerance + 1e-9 * max(abs(ours), abs(theirs))
+
+
+def parse_rows(response: JsonResponse, venue: str, rows: Any, what: str, width: int,
+               bucket: Callable[[list[Any]], VenueBucket]) -> list[VenueBucket]:
+    """A venue's aggregate rows (arrays of at least ``width`` values) as buckets; anything else
+    is a malformed answer (retried like a truncated body), never a crash."""
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= width for r in rows):
+        raise shape_error(response, venue, f"expected a JSON array of {what} arrays")
+    try:
+        return [bucket(r) for r in rows]
+    except (TypeError, ValueError) as exc:
+        raise shape_error(response, venue, f"unreadable {what}: {exc}") from exc

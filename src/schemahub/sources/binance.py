@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
-from schemahub.sources.aggregates import AggregateFeed, Figure, VenueBucket
+from schemahub.sources.aggregates import AggregateFeed, Figure, VenueBucket, parse_rows
 from schemahub.sources.base import (
     IdPagedSource,
     ListingKeys,
@@ -135,13 +135,8 @@ class Binance(IdPagedSource):
         ``[open time, o, h, l, c, volume, close time, quote volume, trades, taker-buy volume, ...]``;
         times in µs (we send ``X-MBX-TIME-UNIT``)."""
         def parse(response: JsonResponse) -> list[VenueBucket]:
-            rows = response.data
-            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 10 for r in rows):
-                raise shape_error(response, self.name, "expected a JSON array of kline arrays")
-            try:
-                return [VenueBucket(int(r[0]), int(r[8]), float(r[5]), float(r[9])) for r in rows]
-            except (TypeError, ValueError) as exc:
-                raise shape_error(response, self.name, f"unreadable kline: {exc}") from exc
+            return parse_rows(response, self.name, response.data, "kline", 10,
+                              lambda r: VenueBucket(int(r[0]), int(r[8]), float(r[5]), float(r[9])))
 
         out: list[VenueBucket] = []
         start, end = day_start_us, day_start_us + 86_400_000_000 - 1

@@ -19,7 +19,7 @@ from typing import Any
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
-from schemahub.sources.aggregates import AggregateFeed, VenueBucket
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket, parse_rows
 from schemahub.sources.base import (
     DescendingIdSource,
     Page,
@@ -63,13 +63,8 @@ class Coinbase(DescendingIdSource):
         """``/products/{id}/candles?granularity=60``: rows ``[time s, low, high, open, close,
         volume]``, at most 300 a request (five per day); no trade count."""
         def parse(response: JsonResponse) -> list[VenueBucket]:
-            rows = response.data
-            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 6 for r in rows):
-                raise shape_error(response, self.name, "expected a JSON array of candle arrays")
-            try:
-                return [VenueBucket(int(r[0]) * 1_000_000, None, float(r[5])) for r in rows]
-            except (TypeError, ValueError) as exc:
-                raise shape_error(response, self.name, f"unreadable candle: {exc}") from exc
+            return parse_rows(response, self.name, response.data, "candle", 6,
+                              lambda r: VenueBucket(int(r[0]) * 1_000_000, None, float(r[5])))
 
         out: list[VenueBucket] = []
         for part in range(0, 86_400, 300 * 60):

@@ -32,7 +32,7 @@ from schemahub.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
-from schemahub.sources.aggregates import AggregateFeed, VenueBucket
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket, parse_rows
 from schemahub.sources.base import (
     DERIVED_ID_FLOOR,
     CursorPage,
@@ -140,13 +140,9 @@ class Kraken(CursorPagedSource):
         count]`` under the pair's key (docs.kraken.com, "Historical data")."""
         def parse(response: JsonResponse) -> list[VenueBucket]:
             result = self._result(response)
-            rows: Any = next((v for k, v in result.items() if k != "last"), [])
-            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 8 for r in rows):
-                raise shape_error(response, self.name, "expected OHLC arrays under the pair's key")
-            try:
-                return [VenueBucket(int(r[0]) * 1_000_000, int(r[7]), float(r[6])) for r in rows]
-            except (TypeError, ValueError) as exc:
-                raise shape_error(response, self.name, f"unreadable OHLC row: {exc}") from exc
+            rows: Any = next((v for k, v in result.items() if k != "last"), [])  # under the pair's key
+            return parse_rows(response, self.name, rows, "OHLC", 8,
+                              lambda r: VenueBucket(int(r[0]) * 1_000_000, int(r[7]), float(r[6])))
 
         params: dict[str, str | int] = {"pair": product.native_id, "interval": 1440,
                                         "since": day_start_us // 1_000_000 - 1}

@@ -26,7 +26,7 @@ from schemahub.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
 from schemahub.http.client import JsonResponse, shape_error
 from schemahub.http.ratelimit import RateLimit
 from schemahub.metrics.counters import RequestStats
-from schemahub.sources.aggregates import AggregateFeed, VenueBucket
+from schemahub.sources.aggregates import AggregateFeed, VenueBucket, parse_rows
 from schemahub.sources.base import (
     DescendingIdSource,
     ListingKeys,
@@ -68,11 +68,8 @@ class Okx(DescendingIdSource):
         volCcyQuote, confirm]``, newest first, 100 a request (15 per day), paged with ``after``
         (older than) and ``before`` (newer than); ``vol`` is in the base currency for spot."""
         def parse(response: JsonResponse) -> list[VenueBucket]:
-            rows = self._data(response)
-            try:
-                return [VenueBucket(int(r[0]) * 1000, None, float(r[5])) for r in rows]
-            except (TypeError, ValueError, IndexError) as exc:
-                raise shape_error(response, self.name, f"unreadable candle: {exc}") from exc
+            return parse_rows(response, self.name, self._data(response), "candle", 6,
+                              lambda r: VenueBucket(int(r[0]) * 1000, None, float(r[5])))
 
         out: list[VenueBucket] = []
         first_ms, after = day_start_us // 1000, (day_start_us + 86_400_000_000) // 1000
