@@ -242,7 +242,7 @@ def _certificate(stat: dict[str, Any], gaps: Iterable[Any], version: int, partit
     expected: int | None = None
     logged: list[dict[str, Any]] = []
     if (sequence is not None and not stat["derived"]) or sequence == "day":
-        low = first if sequence == "ids" else int(day.strftime("%Y%m%d")) * DAY_IDS + 1
+        low = _lowest_id(sequence, first, day)
         logged = _evidence(gaps, low, last)
         expected = last - low + 1 - sum(g["last_id"] - g["first_id"] + 1 for g in logged)
     skipped = sum(g["last_id"] - g["first_id"] + 1 for g in logged)
@@ -275,13 +275,18 @@ def _evidence(gaps: Iterable[Gap], low: int, last: int) -> list[dict[str, Any]]:
             for g in gaps if g.last_id >= low and g.first_id <= last]
 
 
+def _lowest_id(sequence: str, first: int, day: date) -> int:
+    """Where the day's id sequence starts: its first trade, or the day's base (ids per day)."""
+    return first if sequence == "ids" else int(day.strftime("%Y%m%d")) * DAY_IDS + 1
+
+
 def _stale_evidence(row: dict[str, Any], gaps: list[Gap]) -> bool:
     """The gap log changed for this day since its certificate (a repair confirmed or filled gaps)."""
     sequence = _sequence(row["exchange"])
     first, last = row["first_trade_id"], row["last_trade_id"]
     if sequence is None or not first.isdigit() or not last.isdigit():
         return False
-    low = int(first) if sequence == "ids" else int(row["day"].strftime("%Y%m%d")) * DAY_IDS + 1
+    low = _lowest_id(sequence, int(first), row["day"])
     certified = json.loads(row["evidence"])["exchange_gaps"]
     return bool(_evidence(gaps, low, int(last)) != certified)
 
