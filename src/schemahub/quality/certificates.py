@@ -122,7 +122,7 @@ class Certificates:
                 raise CorruptState(f"{key} is listed in the certificates' Delta log but missing: "
                                    "run `schemahub certify` after restoring it, or move the table aside",
                                    path=key)
-            parts.append(pq.read_table(pa.BufferReader(data), use_threads=False))
+            parts.append(pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False))  # no dataset scanner
         return pa.concat_tables([p.select(SCHEMA.names).cast(SCHEMA) for p in parts]) if parts \
             else SCHEMA.empty_table()
 
