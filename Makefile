@@ -38,8 +38,8 @@ typecheck: $(STAMP)
 # The Python API's reference, generated from the docstrings into docs/api/ (open
 # docs/api/index.html). -W error: a warning (a name that does not resolve, ...) fails the build.
 API_MODULES := schemahub schemahub.api schemahub.query.export schemahub.errors schemahub.ingest.report \
-	schemahub.transform.report schemahub.quality.certificates schemahub.quality.checks schemahub.routine \
-	schemahub.settings
+	schemahub.transform.report schemahub.quality.certificates schemahub.quality.checks \
+	schemahub.quality.options schemahub.routine schemahub.settings
 docs: $(STAMP)
 	rm -rf docs/api
 	$(BIN)/python -W error -m pdoc --docformat restructuredtext --output-directory docs/api $(API_MODULES)

@@ -282,7 +282,7 @@ class Lake:
                                 stop=stop)
 
     def check(self, freshness: timedelta = timedelta(hours=2), deep: bool = False) -> list[CheckResult]:
-        from schemahub.quality.checks import CheckOptions
+        from schemahub.quality.options import CheckOptions
 
         return pipeline.check(self.settings, CheckOptions(freshness=freshness, deep=deep))
 

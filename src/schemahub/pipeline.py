@@ -37,7 +37,8 @@ from schemahub.stop import StopToken
 if TYPE_CHECKING:
     from schemahub.ingest.repair import Disagreement, Released, RepairItem
     from schemahub.quality.certificates import CertifyReport
-    from schemahub.quality.checks import CheckOptions, CheckResult
+    from schemahub.quality.checks import CheckResult
+    from schemahub.quality.options import CheckOptions
     from schemahub.query.engine import QueryEngine
     from schemahub.query.export import ExportReport, ExportRequest
     from schemahub.table.delta import CompactResult, TradesTable

@@ -19,7 +19,7 @@ from schemahub import pipeline
 from schemahub.errors import SchemahubError
 from schemahub.ingest.exchanges import IngestRequest
 from schemahub.ingest.report import exit_code
-from schemahub.quality.checks import CheckOptions
+from schemahub.quality.options import CheckOptions
 from schemahub.settings import Settings
 from schemahub.stop import StopToken
 

@@ -228,7 +228,7 @@ def test_backward_extension_from_archives_joins_the_rest_history(lake: LakeRef, 
 
 @pytest.mark.slow
 def test_sigkill_during_a_download_leaves_nothing_half_written(tmp_path: Path, make_sim: SimFactory) -> None:
-    spec = replace(SPEC, trades_per_s=0.5, history=150_000)  # ~3.5 days, ~4 MB zips per day
+    spec = replace(SPEC, trades_per_s=0.5, history=60_000)  # ~1.4 days: ~4 MB zips per day, one whole
     sim = _sim(make_sim, ArchiveFaults(bytes_per_s=2_000_000), spec=spec)
     lake = tmp_path / "lake"
     env = cli_env(sim)

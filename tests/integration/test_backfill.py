@@ -149,7 +149,7 @@ def test_sigkill_during_a_backward_extension_loses_and_duplicates_nothing(
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Kill once the extension wrote `wanted` more files below the old low end.
         while _files_below(lake, symbol, low) < wanted and proc.poll() is None:
-            time.sleep(0.002)
+            time.sleep(0.01)  # a page takes >= 30 ms: no kill window is missed
         if proc.poll() is None:
             proc.kill()
             kills += 1

@@ -66,7 +66,7 @@ def test_sigkill_at_random_moments_converges_to_the_same_raw_content(tmp_path: P
                                 stderr=subprocess.DEVNULL)
         # Kill the moment the lake holds `target` raw files (polling the lake, not sleeping blind).
         while _count_raw(crashed) < target and proc.poll() is None:
-            time.sleep(0.002)
+            time.sleep(0.005)
         if proc.poll() is None:
             proc.kill()
             kills += 1
@@ -148,7 +148,7 @@ def test_an_object_store_lake_gathers_pages_into_bigger_files_and_survives_sigki
         # kill once this run has written a new file: each run has work left when killed
         target = _count_raw(s3_lake) + 1
         while _count_raw(s3_lake) < target and proc.poll() is None:
-            time.sleep(0.002)
+            time.sleep(0.01)  # each request takes >= 50 ms
         if proc.poll() is None:
             proc.kill()
             kills += 1

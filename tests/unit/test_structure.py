@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from schemahub.infra.aws import Aws
 from schemahub.sources.registry import EXCHANGES, list_exchanges, spec
 
 SRC = Path(__file__).parents[2] / "src" / "schemahub"
@@ -109,3 +112,24 @@ def test_every_registry_line_names_a_spec_with_all_its_parts(venue: str) -> None
     # a documented REST ceiling to benchmark against - or an archive as the only history
     archive_only = described.connector.paging == "archive" and described.archive is not None
     assert described.ceiling_trades_per_s > 0 or archive_only
+
+
+def test_the_command_line_starts_without_the_table_engines() -> None:
+    """Every CLI call (and there are many in a routine or a test run) pays for what the command
+    modules import: DuckDB, delta-rs, Arrow datasets (which pull pandas in) and boto3 are loaded
+    by the commands that use them, not by ``schemahub --help`` or ``ingest``."""
+    heavy = ["duckdb", "deltalake", "pyarrow.dataset", "pandas", "polars", "boto3", "plotly"]
+    probe = ("import sys, schemahub.cli.main, schemahub.pipeline, schemahub.ingest.exchanges; "
+             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", f"loaded at start: {loaded.stdout}"
+
+
+def test_aws_sessions_share_one_loader_of_service_descriptions() -> None:
+    """Each boto3 session would parse the S3 model and endpoint rules again (~0.1 s): a process
+    that opens a lake per product did that per product."""
+    first = Aws(region="us-east-1", access_key_id="k", secret_access_key="s")
+    second = Aws(region="eu-west-1", access_key_id="k2", secret_access_key="s2")
+    loaders = {id(aws._session._session.get_component("data_loader")) for aws in (first, second)}
+    assert len(loaders) == 1
+    assert first.s3().meta.region_name == "us-east-1" and second.s3().meta.region_name == "eu-west-1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from schemahub import cloud
 from schemahub.cli.app import LakeOption, app, errors, out, settings_for
 from schemahub.errors import ConfigError
 
@@ -15,6 +14,8 @@ def init_cloud(lake: LakeOption = None) -> None:
     Uses SCHEMAHUB_LOCKS=dynamodb://TABLE, the s3:// lake, SCHEMAHUB_GLUE_DATABASE (default
     schemahub) and the standard AWS settings.
     """
+    from schemahub import cloud  # boto3 and the table schema: only for this command
+
     settings = settings_for(lake)
     targets = cloud.CloudTargets.from_settings(settings)
     if targets.lock_table is None and targets.lake is None:
@@ -32,5 +33,7 @@ def init_cloud(lake: LakeOption = None) -> None:
 @errors
 def athena_ddl(lake: LakeOption = None) -> None:
     """Print the Athena DDL that registers the unified table and the raw layer (no AWS call)."""
+    from schemahub import cloud
+
     out.print(cloud.athena_ddl(cloud.CloudTargets.from_settings(settings_for(lake))), markup=False,
               highlight=False, soft_wrap=True)

@@ -24,7 +24,7 @@ from schemahub.cli.app import (
     stop_on_signals,
 )
 from schemahub.ingest import exchanges as ingest_exchanges
-from schemahub.quality.checks import CheckOptions
+from schemahub.quality.options import CheckOptions
 from schemahub.sources.registry import DEFAULT_EXCHANGE
 
 _STYLE = {"ok": "green", "attention": "yellow", "failed": "red", "skipped": "dim", "interrupted": "yellow"}

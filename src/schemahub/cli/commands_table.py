@@ -225,7 +225,7 @@ def check(
     lake: LakeOption = None,
 ) -> None:
     """Data-quality checks; exit status 1 when any fails."""
-    from schemahub.quality.checks import CheckOptions
+    from schemahub.quality.options import CheckOptions
 
     options = CheckOptions(freshness=parse_duration(freshness, "--freshness"), deep=deep)
     results = pipeline.check(settings_for(lake), options)

@@ -67,7 +67,7 @@ class Aws:
             return boto3.Session(aws_access_key_id=self.access_key_id,
                                  aws_secret_access_key=self.secret_access_key,
                                  aws_session_token=self.session_token, region_name=self.region,
-                                 profile_name=self.profile)
+                                 profile_name=self.profile, botocore_session=_botocore_session())
         except botocore.exceptions.ProfileNotFound:
             raise ConfigError(f"AWS_PROFILE={self.profile!r}: no such profile in the AWS config files"
                               ) from None
@@ -107,6 +107,26 @@ class Aws:
 
 
 _CLIENT_LOCK = threading.Lock()
+
+
+def _botocore_session() -> Any:
+    """A fresh botocore session that shares one loader of AWS's service descriptions with every
+    other: each session would otherwise parse the S3 model and the endpoint rules (megabytes of
+    JSON, ~0.1 s) again, and a process that opens a lake per product or per test does it often."""
+    import botocore.loaders
+    import botocore.session
+
+    global _LOADER
+    with _LOADER_LOCK:  # not _CLIENT_LOCK: a client's first use of ``_session`` holds that one
+        if _LOADER is None:
+            _LOADER = botocore.loaders.create_loader()
+        session = botocore.session.Session()
+        session.register_component("data_loader", _LOADER)
+        return session
+
+
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
 
 
 def error_code(exc: BaseException) -> str:

@@ -36,6 +36,7 @@ from schemahub.infra.checkpoints import GapLogStore, RepairStore
 from schemahub.infra.storage import Storage
 from schemahub.metrics.runs import RunProduct, RunRecord
 from schemahub.quality import state_files
+from schemahub.quality.options import CheckOptions
 from schemahub.query.engine import QueryEngine
 from schemahub.raw.layout import parse_key
 from schemahub.sources.base import TradeSource
@@ -52,13 +53,6 @@ class CheckResult:
     status: Status
     summary: str
     details: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    freshness: timedelta = timedelta(hours=2)
-    future_skew: timedelta = timedelta(minutes=5)
-    deep: bool = False
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -80,12 +74,13 @@ class Checker:
         # The cursors must describe the very version the engine's queries read: a transform
         # committing meanwhile would otherwise look like missing rows.
         delta = self.engine.snapshot
-        if delta is None:
-            return [CheckResult("table", "fail", f"no table at {self.table.uri}: run `schemahub transform`")]
+        quarantined = state.all_quarantined(self.storage)
+        if delta is None:  # nothing to compare yet, but the lake's state can still be broken
+            return [CheckResult("table", "fail", f"no table at {self.table.uri}: run `schemahub transform`"),
+                    self.quarantine(quarantined), self.readable_state()]
         products = self._products()
         cursors = self.table.cursors(delta, products)
         derived = self.table.cursors(delta, products, derived=True)
-        quarantined = state.all_quarantined(self.storage)
         results = [
             self.duplicates(),
             self.gaps_and_reconciliation(cursors, quarantined, derived),
@@ -271,8 +266,8 @@ class Checker:
     def quarantine(self, quarantined: list[state.Quarantined]) -> CheckResult:
         if quarantined:
             return CheckResult("quarantine", "fail",
-                               f"{len(quarantined)} raw file(s) quarantined: `schemahub quarantine release "
-                               "--all`, then `schemahub repair` and `schemahub transform`",
+                               f"{len(quarantined)} raw file(s) quarantined: `schemahub repair` releases "
+                               "them, fetches their trades again and transforms them",
                                [q.model_dump(mode="json") for q in quarantined[:_SAMPLE]])
         return CheckResult("quarantine", "ok", "no quarantined raw files")
 

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,8 +37,10 @@ from isal import igzip
 from schemahub.errors import ConfigError
 from schemahub.infra.storage import Storage
 from schemahub.query.day_stats import DAY_STATS_SQL
-from schemahub.query.engine import QueryEngine
 from schemahub.stop import StopToken
+
+if TYPE_CHECKING:
+    from schemahub.query.engine import QueryEngine
 
 Format = Literal["csv.gz", "parquet"]
 Layout = Literal["tardis", "native"]
