@@ -11,8 +11,10 @@ import pytest
 
 from schemahub.errors import ArchiveError, MappingError
 from schemahub.ingest.archived import segments
+from schemahub.raw.files import ArchiveRef, RawHeader
 from schemahub.sources.archive import CsvFacts, Period, inspect, lookup_times, parse_checksum, plan_periods
 from schemahub.sources.binance_archive import BinanceArchive
+from schemahub.transform import archives
 from schemahub.transform.mapping import packaged, parse_mapping
 
 LAYOUT = BinanceArchive.layouts["trades"]
@@ -142,3 +144,18 @@ def test_csv_mappings_name_their_columns() -> None:
         parse_mapping(base.format(columns="", id="id"), "m.yaml")
     with pytest.raises(MappingError, match="path 'nope' is not one of the columns"):
         parse_mapping(base.format(columns="columns: [id, p, t]\n", id="nope"), "m.yaml")
+
+
+@pytest.mark.parametrize(("after", "through"), [(0, 100), (7, 100)], ids=["whole file", "part of it"])
+def test_archive_ids_reach_the_table_spelled_as_rest_spells_them(tmp_path: Path, after: int,
+                                                                 through: int) -> None:
+    """A record covering its whole file reads ids as text (no number round trip); a padded
+    id must still become the key a REST row of that trade has, or the table would hold both."""
+    path = _zip(tmp_path, ["0007,64000.1,0.01,640.001,1709596800000,True,True",
+                           _row(8, DAY_US + 1), _row(12, DAY_US + 2)])
+    ref = ArchiveRef.model_construct(filename=path.name, header_row=False, id_base=0, named_columns=False,
+                                     file_first_id=7, file_last_id=12)
+    header = RawHeader.model_construct(covers_after_id=after, covers_through_id=through, archive=ref)
+    mapping = packaged("binance", "archive_trades")
+    ids = [i for part in archives.tables(path, header, mapping) for i in part["src.trade_id"].to_pylist()]
+    assert [str(i) for i in ids] == (["7", "8", "12"] if after == 0 else ["8", "12"])

@@ -57,16 +57,24 @@ def tables(path: Path, header: RawHeader, mapping: TradeMapping) -> Iterator[pa.
     types = _types(mapping)
     paths = {name: spec.path for name, spec in mapping.fields.items() if spec.path is not None}
     lo, hi = header.covers_after_id, header.covers_through_id
+    # A record that covers its whole file (the usual case) keeps every row: its ids are read
+    # as the text the table stores, with no number round trip (the engine checks the digits).
+    whole = not archive.id_base and lo < archive.file_first_id and archive.file_last_id <= hi
+    if whole:
+        types[id_path] = pa.string()
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in read_batches(path, archive.filename, layout, sorted(types), types, archive.header_row):
         if archive.id_base:  # the file numbers its rows; the trade ids are numbered from its base
             index = batch.schema.get_field_index(id_path)
             batch = batch.set_column(index, id_path, pc.add(batch.column(id_path), archive.id_base))
-        ids = batch.column(id_path)
-        keep = pc.and_(pc.greater(ids, lo), pc.less_equal(ids, hi))
-        if not pc.all(keep).as_py():
-            batch = batch.filter(keep)
+        if whole:
+            batch = _canonical_ids(batch, id_path)
+        else:
+            ids = batch.column(id_path)
+            keep = pc.and_(pc.greater(ids, lo), pc.less_equal(ids, hi))
+            if not pc.all(keep).as_py():
+                batch = batch.filter(keep)
         if batch.num_rows:
             pending.append(batch)
             rows += batch.num_rows
@@ -75,6 +83,20 @@ def tables(path: Path, header: RawHeader, mapping: TradeMapping) -> Iterator[pa.
             pending, rows = [], 0
     if pending:
         yield _shaped(pending, paths)
+
+
+def _canonical_ids(batch: pa.RecordBatch, id_path: str) -> pa.RecordBatch:
+    """Ids read as text are spelled as REST spells them (no leading zero), or the table would
+    hold an archive row and a REST row of one trade under two keys."""
+    ids = batch.column(id_path)
+    if not pc.any(pc.starts_with(ids, "0")).as_py() or not pc.any(
+            pc.and_(pc.starts_with(ids, "0"), pc.greater(pc.utf8_length(ids), 1))).as_py():
+        return batch
+    try:
+        spelled = pc.cast(pc.cast(ids, pa.int64()), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return batch  # not all numbers: the engine rejects the file, naming the value
+    return batch.set_column(batch.schema.get_field_index(id_path), id_path, spelled)
 
 
 def _shaped(batches: list[pa.RecordBatch], paths: dict[str, str]) -> pa.Table:
@@ -94,20 +116,17 @@ def with_context(table: pa.Table, raw_file: RawFile) -> pa.Table:
     """The engine's context columns for rows of one file."""
     n = table.num_rows
     columns = {
-        "file_id": _repeat(pa.scalar(raw_file.file_id, pa.int32()), n),
-        "ctx.symbol": _repeat(pa.scalar(raw_file.symbol, pa.string()), n),
-        "ctx.exchange": _repeat(pa.scalar(raw_file.exchange, pa.string()), n),
-        "ctx.fetched_at": _repeat(pc.cast(pa.scalar(raw_file.fetched_at), pa.timestamp("us", tz="UTC")), n),
-        "ctx.time_unit": _repeat(pa.scalar(raw_file.time_unit, pa.string()), n),
+        "file_id": engine.constant(pa.scalar(raw_file.file_id, pa.int32()), n),
+        "ctx.symbol": engine.constant(pa.scalar(raw_file.symbol, pa.string()), n),
+        "ctx.exchange": engine.constant(pa.scalar(raw_file.exchange, pa.string()), n),
+        "ctx.fetched_at": engine.constant(pc.cast(pa.scalar(raw_file.fetched_at),
+                                                  pa.timestamp("us", tz="UTC")), n),
+        "ctx.time_unit": engine.constant(pa.scalar(raw_file.time_unit, pa.string()), n),
     }
     out = table
     for offset, (name, values) in enumerate(columns.items()):
         out = out.add_column(offset, name, values)
     return out
-
-
-def _repeat(value: pa.Scalar, n: int) -> pa.Array:
-    return pa.repeat(value, n)
 
 
 def applied(storage: Storage, raw_file: RawFile, mapping: TradeMapping,

@@ -82,7 +82,26 @@ def _source(spec: FieldSpec, name: str, raw: pa.Table, n: int) -> pa.Array:
     if spec.context is not None:
         return _chunks(raw[f"ctx.{spec.context}"])
     assert spec.const is not None
-    return pc.fill_null(pa.nulls(n, pa.string()), spec.const)
+    return constant(pa.scalar(spec.const, pa.string()), n)
+
+
+_CONSTANTS: dict[pa.Scalar, pa.Array] = {}
+_CONSTANT_ROWS = 1 << 21
+"""The longest constant column kept (a few MB each; longer ones are built each time)."""
+
+
+def constant(value: pa.Scalar, n: int) -> pa.Array:
+    """``value`` repeated ``n`` times. Built once and sliced (zero-copy) afterwards: a context or
+    constant column was ~10 % of an archive transform when it was repeated anew per table."""
+    if n > _CONSTANT_ROWS:
+        return pa.repeat(value, n)
+    built = _CONSTANTS.get(value)
+    if built is None or len(built) < n:
+        built = pa.repeat(value, max(n, 1 << 18))
+        if len(_CONSTANTS) > 64:  # the values of one run are few; never let it grow unbounded
+            _CONSTANTS.clear()
+        _CONSTANTS[value] = built
+    return built.slice(0, n)
 
 
 def _chunks(column: pa.ChunkedArray) -> pa.Array:
