@@ -3,8 +3,9 @@
 A coverage record names a verbatim zip in the lake and the ids of it that ingest
 committed. Its CSV is read with Arrow's CSV reader a block at a time, straight out of
 the zip (no unzipped copy, no per-row Python): only the mapped columns, each in the type
-its mapping converts to (ids and epochs as integers, prices as doubles), the rows
-outside the committed ids dropped. Blocks are gathered into tables of about
+its mapping converts to (epochs as integers, prices as doubles; ids as the text the table
+stores when the record covers its whole file, else as integers), the rows outside the
+committed ids dropped. Blocks are gathered into tables of about
 ``ROWS_PER_TABLE`` rows, so memory stays the same for a day's file and a month's
 (a quarter of a million rows: measured faster than a million, and a quarter of the memory).
 """
