@@ -98,7 +98,7 @@ def constant(value: pa.Scalar, n: int) -> pa.Array:
     built = _CONSTANTS.get(value)
     if built is None or len(built) < n:
         built = pa.repeat(value, max(n, 1 << 18))
-        if len(_CONSTANTS) > 64:  # the values of one run are few; never let it grow unbounded
+        if len(_CONSTANTS) >= 16:  # a file's context values: few at a time, ~2 MB each; bounded
             _CONSTANTS.clear()
         _CONSTANTS[value] = built
     return built.slice(0, n)
