@@ -93,8 +93,7 @@ class Relation:
     def to_polars(self) -> polars.DataFrame:
         import polars  # optional: pip install 'schemahub[frames]'
 
-        files = self.lake.local_files() if self.trade_filter is not None else None
-        if self.trade_filter is not None and files is not None:
+        if self.trade_filter is not None and (files := self.lake.local_files()) is not None:
             return _polars_trades(files, self.trade_filter)
         frame = polars.from_arrow(self.to_arrow())
         assert isinstance(frame, polars.DataFrame)

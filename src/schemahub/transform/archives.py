@@ -90,9 +90,11 @@ def _canonical_ids(batch: pa.RecordBatch, id_path: str) -> pa.RecordBatch:
     """Ids read as text are spelled as REST spells them (no leading zero), or the table would
     hold an archive row and a REST row of one trade under two keys."""
     ids = batch.column(id_path)
-    if not pc.any(pc.starts_with(ids, "0")).as_py() or not pc.any(
-            pc.and_(pc.starts_with(ids, "0"), pc.greater(pc.utf8_length(ids), 1))).as_py():
+    zero = pc.starts_with(ids, "0")
+    if not pc.any(zero).as_py():  # the usual case: one pass over the ids
         return batch
+    if not pc.any(pc.and_(zero, pc.greater(pc.utf8_length(ids), 1))).as_py():
+        return batch  # only the id 0 itself
     try:
         spelled = pc.cast(pc.cast(ids, pa.int64()), pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -97,7 +97,9 @@ def constant(value: pa.Scalar, n: int) -> pa.Array:
         return pa.repeat(value, n)
     built = _CONSTANTS.get(value)
     if built is None or len(built) < n:
-        built = pa.repeat(value, max(n, 1 << 18))
+        # An eighth more than asked: a file's later tables are a block or so longer than its
+        # first, and a small file's values (its id, its fetch time) get a small array.
+        built = pa.repeat(value, n + n // 8)
         if len(_CONSTANTS) >= 16:  # a file's context values: few at a time, ~2 MB each; bounded
             _CONSTANTS.clear()
         _CONSTANTS[value] = built
